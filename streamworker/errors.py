@@ -1,0 +1,80 @@
+"""One shallow error tree: every failure has a stable dotted code and a `retriable` flag.
+
+The mapping to contract statuses happens once, in `streamworker.verdict.status_for_error`.
+"""
+
+from __future__ import annotations
+
+
+class StreamworkerError(Exception):
+    """Base of all errors the project raises on purpose."""
+
+    code = "streamworker.error"
+    retriable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(StreamworkerError):
+    """A setting is missing or malformed; carries the environment key."""
+
+    code = "config.invalid"
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+class InvalidEvent(StreamworkerError):
+    """An incoming event is not valid under the contract; `field` names the culprit."""
+
+    code = "event.invalid"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, submission_id: str | None = None
+    ) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.submission_id = submission_id
+
+
+class UnknownLanguage(StreamworkerError):
+    code = "language.unknown"
+
+
+class SandboxError(StreamworkerError):
+    """Our side of running a container failed (not the user's program)."""
+
+    code = "sandbox.error"
+
+
+class DockerUnavailable(SandboxError):
+    code = "docker.unavailable"
+    retriable = True
+
+
+class ImageMissing(SandboxError):
+    code = "sandbox.image_missing"
+
+
+class ContainerCreateFailed(SandboxError):
+    code = "sandbox.create_failed"
+    retriable = True
+
+
+class LimitNotApplied(SandboxError):
+    """The daemon silently discarded a limit we asked for; we refuse to run."""
+
+    code = "sandbox.limit_not_applied"
+
+
+class HelperProtocolError(SandboxError):
+    """The in-container helper's report was missing or malformed."""
+
+    code = "sandbox.helper_protocol"
+
+
+class ImageBuildError(StreamworkerError):
+    code = "image.build_failed"

@@ -1,0 +1,1 @@
+"""Language registry (data) and the offline runtime-image builder."""

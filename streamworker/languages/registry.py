@@ -1,0 +1,91 @@
+"""Load the language registry: a TOML data file, one table per language.
+
+Adding a language is an entry in `registry.toml` plus a conformance file in
+`conformance/<id>.toml`; no code changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from streamworker.errors import UnknownLanguage
+
+REGISTRY_PATH = Path(__file__).with_name("registry.toml")
+
+
+@dataclass(frozen=True)
+class Language:
+    """One runtime: how to build its image and how to compile and run a program in it.
+
+    Commands are argv lists; `{entrypoint}` is the main file's path relative to the
+    work dir, `{stem}` the same without its extension (e.g. a Java class name).
+    """
+
+    id: str
+    name: str
+    packages: tuple[str, ...]
+    source_file: str
+    run: tuple[str, ...]
+    compile: tuple[str, ...] | None = None
+    version_cmd: tuple[str, ...] = ()
+    image: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    limits_floor: Mapping[str, float] = field(default_factory=dict)
+    setup: tuple[str, ...] = ()
+    notes: str = ""
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile is not None
+
+    def recipe_hash(self) -> str:
+        """Hash of everything that goes into the image; a change means a rebuild."""
+        recipe = {"packages": sorted(self.packages), "setup": list(self.setup), "id": self.id}
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _language(lang_id: str, raw: Mapping[str, Any]) -> Language:
+    compile_cmd = raw.get("compile")
+    return Language(
+        id=lang_id,
+        name=str(raw.get("name", lang_id)),
+        packages=tuple(raw.get("packages", ())),
+        source_file=str(raw["source_file"]),
+        run=tuple(raw["run"]),
+        compile=tuple(compile_cmd) if compile_cmd else None,
+        version_cmd=tuple(raw.get("version_cmd", ())),
+        image=raw.get("image"),
+        env=dict(raw.get("env", {})),
+        limits_floor=dict(raw.get("limits_floor", {})),
+        setup=tuple(raw.get("setup", ())),
+        notes=str(raw.get("notes", "")),
+    )
+
+
+@cache
+def load_registry(path: Path = REGISTRY_PATH) -> dict[str, Language]:
+    """All languages, by id, in file order."""
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    return {lang_id: _language(lang_id, raw) for lang_id, raw in data.items()}
+
+
+def get_language(lang_id: str, path: Path = REGISTRY_PATH) -> Language:
+    try:
+        return load_registry(path)[lang_id]
+    except KeyError:
+        known = ", ".join(sorted(load_registry(path)))
+        raise UnknownLanguage(f"unknown language {lang_id!r}; known: {known}") from None
+
+
+def expand(cmd: tuple[str, ...], entrypoint: str) -> list[str]:
+    """Fill `{entrypoint}` and `{stem}` into a command template."""
+    stem = entrypoint.rsplit(".", 1)[0] if "." in Path(entrypoint).name else entrypoint
+    return [part.replace("{entrypoint}", entrypoint).replace("{stem}", stem) for part in cmd]

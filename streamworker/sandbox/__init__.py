@@ -1,0 +1,1 @@
+"""The sandbox: container spec (pure), Docker connection, one-run lifecycle, helper."""

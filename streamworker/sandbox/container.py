@@ -1,0 +1,183 @@
+"""One container's lifecycle: create, verify, start, exec runs, always remove.
+
+aiodocker stays inside this package; callers see `Session.exec` and plain data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiodocker
+import aiohttp
+
+from streamworker.errors import (
+    ContainerCreateFailed,
+    DockerUnavailable,
+    ImageMissing,
+    LimitNotApplied,
+    SandboxError,
+)
+from streamworker.sandbox import protocol
+from streamworker.sandbox.protocol import RawRun
+from streamworker.sandbox.spec import MEMORY_HEADROOM_MB, SANDBOX_UID, WORKDIR, limit_violations
+
+log = logging.getLogger(__name__)
+
+WORKER_GRACE_S = 5.0
+"""How long past the helper's own wall limit the worker waits before killing the container."""
+READ_SLACK_BYTES = 64 * 1024
+
+
+class Session:
+    """A started sandbox container for one submission attempt."""
+
+    def __init__(
+        self, container: aiodocker.containers.DockerContainer, image_id: str, env: Mapping[str, str]
+    ) -> None:
+        self._container = container
+        self.image_id = image_id
+        self._env = dict(env)
+
+    @property
+    def container_id(self) -> str:
+        return str(self._container.id)
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        limits: protocol.HelperLimits,
+        files: Sequence[tuple[str, bytes]] = (),
+        stdin: bytes = b"",
+    ) -> RawRun:
+        """Run `argv` once under the helper; outputs come back as stream data only."""
+        nonce = protocol.new_nonce()
+        payload = protocol.encode_input(nonce, files, stdin)
+        cmd = protocol.helper_command(limits, argv)
+        try:
+            execution = await self._container.exec(
+                cmd,
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+                workdir=WORKDIR,
+                environment=self._env,
+            )
+        except aiodocker.DockerError as exc:
+            raise SandboxError(f"exec create failed: {exc.message}") from exc
+        cap = limits.output_bytes + READ_SLACK_BYTES
+        out = bytearray()
+        err = bytearray()
+        failure: str | None = None
+        stream = execution.start(detach=False)
+        try:
+            async with asyncio.timeout(limits.wall_time_s + WORKER_GRACE_S):
+                async with stream:
+                    await stream.write_in(payload)
+                    while True:
+                        message = await stream.read_out()
+                        if message is None:
+                            break
+                        (out if message.stream == 1 else err).extend(message.data)
+                        if len(out) + len(err) > cap:
+                            failure = "output beyond the helper's limit; container killed"
+                            break
+        except TimeoutError:
+            failure = "the sandbox helper did not finish in time; container killed"
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise DockerUnavailable(f"exec stream broke: {exc}") from exc
+        if failure is not None:
+            await self._kill()
+            return RawRun(bytes(out), bytes(err), None, failure)
+        try:
+            stderr, report = protocol.split_report(nonce, bytes(err))
+        except SandboxError as exc:
+            return RawRun(bytes(out), bytes(err), None, exc.message)
+        return RawRun(bytes(out), stderr, report)
+
+    async def set_memory_limit(self, memory_mb: int) -> None:
+        """Lower the container's memory (and swap) to the run limit after compiling."""
+        memory = (memory_mb + MEMORY_HEADROOM_MB) * 1024 * 1024
+        try:
+            await self._container.docker._query_json(
+                f"containers/{self._container.id}/update",
+                method="POST",
+                data={"Memory": memory, "MemorySwap": memory},
+            )
+        except aiodocker.DockerError as exc:
+            raise SandboxError(f"could not set the run memory limit: {exc.message}") from exc
+
+    async def _kill(self) -> None:
+        try:
+            await self._container.kill(signal="SIGKILL")
+        except aiodocker.DockerError as exc:
+            log.warning("kill of %s failed: %s", self.container_id[:12], exc.message)
+
+
+async def remove_by_name(docker: aiodocker.Docker, name: str) -> bool:
+    """Remove a leftover container of an earlier attempt; True if one was there."""
+    try:
+        await docker.containers.container(name).delete(force=True, v=True)
+    except aiodocker.DockerError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    log.info("removed leftover container %s", name)
+    return True
+
+
+async def _create(
+    docker: aiodocker.Docker, config: dict[str, Any], name: str
+) -> aiodocker.containers.DockerContainer:
+    try:
+        return await docker.containers.create(config, name=name)
+    except aiodocker.DockerError as exc:
+        if exc.status == 404 and "image" in exc.message.lower():
+            raise ImageMissing(
+                f"runtime image {config['Image']} is missing: run `streamworker images build`"
+            ) from exc
+        if exc.status == 409:
+            await remove_by_name(docker, name)
+            return await docker.containers.create(config, name=name)
+        raise ContainerCreateFailed(f"create failed: {exc.message}") from exc
+
+
+@asynccontextmanager
+async def open_session(
+    docker: aiodocker.Docker, config: dict[str, Any], name: str
+) -> AsyncIterator[Session]:
+    """Create, verify and start a container; remove it whatever happens."""
+    started = time.monotonic()
+    try:
+        container = await _create(docker, config, name)
+    except (aiohttp.ClientError, ConnectionError, OSError) as exc:
+        raise DockerUnavailable(f"Docker is unreachable: {exc}") from exc
+    try:
+        info = await container.show()
+        problems = limit_violations(config, info)
+        if problems:
+            raise LimitNotApplied("refusing to run, the daemon dropped: " + "; ".join(problems))
+        await container.start()
+        env = dict(item.split("=", 1) for item in config["Env"])
+        yield Session(container, str(info.get("Image", "")), env)
+    except aiodocker.DockerError as exc:
+        raise SandboxError(f"Docker refused: {exc.message}") from exc
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        raise DockerUnavailable(f"Docker connection lost: {exc}") from exc
+    finally:
+        # Shielded: a cancelled run must still not leave its container behind.
+        await asyncio.shield(_remove(container))
+        log.debug("container %s lived %.3fs", name, time.monotonic() - started)
+
+
+async def _remove(container: aiodocker.containers.DockerContainer) -> None:
+    try:
+        await container.delete(force=True, v=True)
+    except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError) as exc:
+        # Never let a failed removal replace the real result; the reaper retries later.
+        log.warning("removing container %s failed: %s", str(container.id)[:12], exc)

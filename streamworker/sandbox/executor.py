@@ -1,0 +1,64 @@
+"""The Docker-backed `Sandbox`: one hardened container per submission attempt."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import aiodocker
+
+from streamworker.contract import iso, now_utc
+from streamworker.languages.registry import Language
+from streamworker.sandbox.container import Session, open_session
+from streamworker.sandbox.spec import (
+    ContainerPolicy,
+    container_config,
+    container_labels,
+    container_name,
+    sandbox_env,
+)
+from streamworker.settings import Settings
+
+DEADLINE_SLACK_S = 120
+"""How long past its limits a container may live before the reaper removes it."""
+
+
+def image_ref(language: Language, settings: Settings) -> str:
+    """The image a language runs in: its override, else the one we build."""
+    return language.image or f"{settings.image_prefix}/{language.id}:{settings.debian_suite}"
+
+
+class DockerSandbox:
+    """Implements `judge.Sandbox` over an aiodocker client owned by the caller."""
+
+    def __init__(self, docker: aiodocker.Docker, settings: Settings) -> None:
+        self.docker = docker
+        self.settings = settings
+
+    def image_for(self, language: Language) -> str:
+        return image_ref(language, self.settings)
+
+    @asynccontextmanager
+    async def session(
+        self, *, submission_id: str, attempt: int, language: Language, policy: ContainerPolicy
+    ) -> AsyncIterator[Session]:
+        created = now_utc()
+        budget = self.settings.compile_limits.wall_time_s + (
+            self.settings.max_limits.wall_time_s * (self.settings.max_test_cases + 1)
+        )
+        deadline = created + timedelta(seconds=budget + DEADLINE_SLACK_S)
+        labels = container_labels(
+            submission_id,
+            self.settings.worker_id,
+            iso(created) or "",
+            iso(deadline) or "",
+            language.id,
+        )
+        config = container_config(
+            self.image_for(language), policy, labels, sandbox_env(language.env)
+        )
+        async with open_session(
+            self.docker, config, container_name(submission_id, attempt)
+        ) as session:
+            yield session

@@ -1,0 +1,227 @@
+"""One frozen, typed settings object read from the environment once.
+
+`os.environ` is read here and nowhere else; a malformed value fails at start-up
+with the name of the key.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamworker.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names; defaults are the contract's."""
+
+    submissions: str = "streamworker.submissions"
+    results: str = "streamworker.results"
+    docker_health: str = "streamworker.docker-health"
+    dlq: str = "streamworker.submissions.dlq"
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Per-run resource limits in base-ish units named by the contract."""
+
+    cpu_time_s: float
+    wall_time_s: float
+    memory_mb: int
+    processes: int
+    output_kb: int
+    file_size_kb: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "cpu_time_s": self.cpu_time_s,
+            "wall_time_s": self.wall_time_s,
+            "memory_mb": self.memory_mb,
+            "processes": self.processes,
+            "output_kb": self.output_kb,
+            "file_size_kb": self.file_size_kb,
+        }
+
+
+LIMIT_NAMES = ("cpu_time_s", "wall_time_s", "memory_mb", "processes", "output_kb", "file_size_kb")
+
+DEFAULT_LIMITS = RunLimits(
+    cpu_time_s=2.0, wall_time_s=5.0, memory_mb=256, processes=64, output_kb=1024, file_size_kb=10240
+)
+MAX_LIMITS = RunLimits(
+    cpu_time_s=20.0,
+    wall_time_s=60.0,
+    memory_mb=2048,
+    processes=256,
+    output_kb=16384,
+    file_size_kb=65536,
+)
+COMPILE_LIMITS = RunLimits(
+    cpu_time_s=30.0,
+    wall_time_s=60.0,
+    memory_mb=1024,
+    processes=128,
+    output_kb=1024,
+    file_size_kb=131072,
+)
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """How the worker reaches Docker: unix socket (default), tcp, or tcp with mutual TLS."""
+
+    host: str = "unix:///var/run/docker.sock"
+    tls_verify: bool = False
+    cert_path: str | None = None
+    allow_insecure_tcp: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the contract's values as defaults."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "streamworker"
+    topics: Topics = field(default_factory=Topics)
+    database_url: str = ""
+    data_dir: Path = Path(".state")
+    worker_id: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 6066
+    docker: DockerSettings = field(default_factory=DockerSettings)
+    image_prefix: str = "streamworker-runtime"
+    debian_suite: str = "bookworm"
+    debian_mirror: str = ""
+    default_limits: RunLimits = DEFAULT_LIMITS
+    max_limits: RunLimits = MAX_LIMITS
+    compile_limits: RunLimits = COMPILE_LIMITS
+    workspace_mb: int = 128
+    max_source_bytes: int = 1024 * 1024
+    max_test_cases: int = 64
+    result_output_kb: int = 64
+    concurrency: int = 2
+    health_interval_s: float = 15.0
+
+    def resolved_database_url(self) -> str:
+        """The configured URL, else an embedded SQLite file under `data_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'streamworker.db').resolve()}"
+
+
+def _get(env: Mapping[str, str], key: str) -> str | None:
+    value = env.get(key)
+    return value if value not in (None, "") else None
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = _get(env, key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(key, f"expected an integer, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(key, f"must not be negative, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = _get(env, key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(key, f"expected a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(key, f"must be positive, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = _get(env, key)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(key, f"expected a boolean (1/0, true/false), got {raw!r}")
+
+
+def _limits(env: Mapping[str, str], prefix: str, base: RunLimits) -> RunLimits:
+    return RunLimits(
+        cpu_time_s=_float(env, f"{prefix}_CPU_TIME_S", base.cpu_time_s),
+        wall_time_s=_float(env, f"{prefix}_WALL_TIME_S", base.wall_time_s),
+        memory_mb=_int(env, f"{prefix}_MEMORY_MB", base.memory_mb),
+        processes=_int(env, f"{prefix}_PROCESSES", base.processes),
+        output_kb=_int(env, f"{prefix}_OUTPUT_KB", base.output_kb),
+        file_size_kb=_int(env, f"{prefix}_FILE_SIZE_KB", base.file_size_kb),
+    )
+
+
+def _docker(env: Mapping[str, str]) -> DockerSettings:
+    host = _get(env, "STREAMWORKER_DOCKER_HOST") or _get(env, "DOCKER_HOST")
+    tls_verify = _bool(env, "STREAMWORKER_DOCKER_TLS_VERIFY", False) or bool(
+        _get(env, "DOCKER_TLS_VERIFY")
+    )
+    cert_path = _get(env, "STREAMWORKER_DOCKER_CERT_PATH") or _get(env, "DOCKER_CERT_PATH")
+    return DockerSettings(
+        host=host or DockerSettings.host,
+        tls_verify=tls_verify,
+        cert_path=cert_path,
+        allow_insecure_tcp=_bool(env, "STREAMWORKER_DOCKER_ALLOW_INSECURE_TCP", False),
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    topics = Topics(
+        submissions=_get(env, "STREAMWORKER_TOPIC_SUBMISSIONS") or Topics.submissions,
+        results=_get(env, "STREAMWORKER_TOPIC_RESULTS") or Topics.results,
+        docker_health=_get(env, "STREAMWORKER_TOPIC_DOCKER_HEALTH") or Topics.docker_health,
+        dlq=_get(env, "STREAMWORKER_TOPIC_DLQ") or Topics.dlq,
+    )
+    default_limits = _limits(env, "STREAMWORKER_DEFAULT", DEFAULT_LIMITS)
+    max_limits = _limits(env, "STREAMWORKER_MAX", MAX_LIMITS)
+    for name in LIMIT_NAMES:
+        if getattr(default_limits, name) > getattr(max_limits, name):
+            raise ConfigError(
+                f"STREAMWORKER_DEFAULT_{name.upper()}",
+                f"default {getattr(default_limits, name)} exceeds the maximum "
+                f"{getattr(max_limits, name)}",
+            )
+    http_port = _int(env, "STREAMWORKER_HTTP_PORT", 6066)
+    if not 0 < http_port < 65536:
+        raise ConfigError("STREAMWORKER_HTTP_PORT", f"not a TCP port: {http_port}")
+    return Settings(
+        kafka_bootstrap=_get(env, "STREAMWORKER_KAFKA_BOOTSTRAP") or Settings.kafka_bootstrap,
+        app_id=_get(env, "STREAMWORKER_APP_ID") or Settings.app_id,
+        topics=topics,
+        database_url=_get(env, "STREAMWORKER_DATABASE_URL") or "",
+        data_dir=Path(_get(env, "STREAMWORKER_DATA_DIR") or ".state"),
+        worker_id=_get(env, "STREAMWORKER_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        http_host=_get(env, "STREAMWORKER_HTTP_HOST") or Settings.http_host,
+        http_port=http_port,
+        docker=_docker(env),
+        image_prefix=_get(env, "STREAMWORKER_IMAGE_PREFIX") or Settings.image_prefix,
+        debian_suite=_get(env, "STREAMWORKER_DEBIAN_SUITE") or Settings.debian_suite,
+        debian_mirror=_get(env, "STREAMWORKER_DEBIAN_MIRROR") or "",
+        default_limits=default_limits,
+        max_limits=max_limits,
+        compile_limits=_limits(env, "STREAMWORKER_COMPILE", COMPILE_LIMITS),
+        workspace_mb=_int(env, "STREAMWORKER_WORKSPACE_MB", Settings.workspace_mb),
+        max_source_bytes=_int(env, "STREAMWORKER_MAX_SOURCE_BYTES", Settings.max_source_bytes),
+        max_test_cases=_int(env, "STREAMWORKER_MAX_TEST_CASES", Settings.max_test_cases),
+        result_output_kb=_int(env, "STREAMWORKER_RESULT_OUTPUT_KB", Settings.result_output_kb),
+        concurrency=max(1, _int(env, "STREAMWORKER_CONCURRENCY", Settings.concurrency)),
+        health_interval_s=_float(env, "STREAMWORKER_HEALTH_INTERVAL_S", Settings.health_interval_s),
+    )
