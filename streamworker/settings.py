@@ -86,6 +86,7 @@ class Settings:
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     app_id: str = "streamworker"
+    processing_guarantee: str = "at_least_once"
     topics: Topics = field(default_factory=Topics)
     database_url: str = ""
     data_dir: Path = Path(".state")
@@ -103,6 +104,7 @@ class Settings:
     max_source_bytes: int = 1024 * 1024
     max_test_cases: int = 64
     result_output_kb: int = 64
+    topic_partitions: int = 4
     concurrency: int = 2
     health_interval_s: float = 15.0
 
@@ -156,6 +158,15 @@ def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     raise ConfigError(key, f"expected a boolean (1/0, true/false), got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], key: str, choices: tuple[str, ...], default: str) -> str:
+    raw = _get(env, key)
+    if raw is None:
+        return default
+    if raw not in choices:
+        raise ConfigError(key, f"expected one of {choices}, got {raw!r}")
+    return raw
+
+
 def _limits(env: Mapping[str, str], prefix: str, base: RunLimits) -> RunLimits:
     return RunLimits(
         cpu_time_s=_float(env, f"{prefix}_CPU_TIME_S", base.cpu_time_s),
@@ -205,6 +216,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         kafka_bootstrap=_get(env, "STREAMWORKER_KAFKA_BOOTSTRAP") or Settings.kafka_bootstrap,
         app_id=_get(env, "STREAMWORKER_APP_ID") or Settings.app_id,
+        processing_guarantee=_choice(
+            env,
+            "STREAMWORKER_PROCESSING_GUARANTEE",
+            ("at_least_once", "exactly_once"),
+            Settings.processing_guarantee,
+        ),
         topics=topics,
         database_url=_get(env, "STREAMWORKER_DATABASE_URL") or "",
         data_dir=Path(_get(env, "STREAMWORKER_DATA_DIR") or ".state"),
@@ -221,6 +238,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         workspace_mb=_int(env, "STREAMWORKER_WORKSPACE_MB", Settings.workspace_mb),
         max_source_bytes=_int(env, "STREAMWORKER_MAX_SOURCE_BYTES", Settings.max_source_bytes),
         max_test_cases=_int(env, "STREAMWORKER_MAX_TEST_CASES", Settings.max_test_cases),
+        topic_partitions=max(1, _int(env, "STREAMWORKER_TOPIC_PARTITIONS", 4)),
         result_output_kb=_int(env, "STREAMWORKER_RESULT_OUTPUT_KB", Settings.result_output_kb),
         concurrency=max(1, _int(env, "STREAMWORKER_CONCURRENCY", Settings.concurrency)),
         health_interval_s=_float(env, "STREAMWORKER_HEALTH_INTERVAL_S", Settings.health_interval_s),

@@ -1,0 +1,79 @@
+"""Audit writes off the critical path: queued, written in order, retried through outages.
+
+Policy: result publication never waits for the database. Records queue in memory and a
+single background task appends them in order; when the database is down it retries
+with capped exponential backoff and catches up when it returns. Appends are idempotent
+(unique event ids), so a retry after an unknown outcome duplicates nothing. Records
+still queued when the process dies are recoverable from the results topic (`replay`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from streamworker import metrics
+from streamworker.audit.store import AuditRecord, AuditStore
+
+log = logging.getLogger(__name__)
+
+
+class AuditWriter:
+    """Accepts records synchronously; a background task writes them."""
+
+    def __init__(self, store: AuditStore, max_backoff_s: float = 5.0) -> None:
+        self.store = store
+        self.max_backoff_s = max_backoff_s
+        self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    def submit(self, record: AuditRecord) -> None:
+        self._queue.put_nowait(record)
+        metrics.AUDIT_LAG.set(self._queue.qsize())
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything queued is written (True) or the timeout passes (False)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._queue.join()
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        await self.drain(timeout_s)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            record = await self._queue.get()
+            backoff = 0.1
+            while True:
+                try:
+                    await self.store.append(record)
+                    self.last_error = None
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # any DB failure: keep the record, retry
+                    metrics.AUDIT_FAILURES.inc()
+                    if self.last_error is None:
+                        log.warning("audit write failed, will retry: %s", exc)
+                    self.last_error = str(exc)
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, self.max_backoff_s)
+            self._queue.task_done()
+            metrics.AUDIT_LAG.set(self._queue.qsize())

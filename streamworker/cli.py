@@ -1,0 +1,184 @@
+"""The `streamworker` command: worker, submit, images, languages, db, history."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from streamworker.errors import StreamworkerError
+from streamworker.settings import Settings, load_settings
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    print(
+        f"{result['submission_id']}: {result['status']} "
+        f"(judge0 {result['judge0_status_id']}, attempt {result['attempt']})"
+    )
+    if result.get("message"):
+        print(f"  message: {result['message']}")
+    if result.get("compile"):
+        comp = result["compile"]
+        print(f"  compile: {comp['status']} in {comp['wall_time_s']}s")
+        if comp["status"] != "accepted" and comp["stderr"]:
+            print("  " + comp["stderr"].strip().replace("\n", "\n  "))
+    for run in result.get("runs", []):
+        case = f"[{run['test_case_id']}] " if run["test_case_id"] else ""
+        print(
+            f"  run {case}{run['status']}: exit={run['exit_code']} signal={run['signal']} "
+            f"cpu={run['cpu_time_s']}s wall={run['wall_time_s']}s mem={run['memory_kb']}KiB"
+        )
+        if run["stdout"]:
+            print("  stdout: " + run["stdout"].rstrip("\n").replace("\n", "\n          "))
+        if run["stderr"]:
+            print("  stderr: " + run["stderr"].rstrip("\n").replace("\n", "\n          "))
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.app import run_worker
+
+    run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.client import submission_from_file, submit_and_wait
+
+    stdin = Path(args.stdin).read_text() if args.stdin else None
+    event = submission_from_file(Path(args.file), args.language, stdin)
+    result = asyncio.run(submit_and_wait(settings, event, timeout_s=args.timeout))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_result(result)
+    return 0 if result["status"] == "accepted" else 1
+
+
+def cmd_images_build(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.languages.images import build_images
+
+    outcomes = asyncio.run(
+        build_images(args.languages or None, settings=settings, force=args.force)
+    )
+    failed = [o for o in outcomes if not o.ok]
+    return 1 if failed else 0
+
+
+def cmd_languages(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.languages.images import list_languages
+
+    rows = asyncio.run(list_languages(settings))
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        return 0
+    print(f"{'id':<12} {'present':<8} {'version':<40} image")
+    for row in rows:
+        present = "yes" if row.present else "no"
+        print(f"{row.id:<12} {present:<8} {(row.version or '-')[:40]:<40} {row.image}")
+    return 0
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.audit.migrate import upgrade
+
+    url = args.url or settings.resolved_database_url()
+    asyncio.run(upgrade(url))
+    print(f"database migrated: {url.split('@')[-1]}")
+    return 0
+
+
+def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.audit.store import AuditStore
+
+    async def rows() -> list[dict[str, Any]]:
+        store = await AuditStore.open(args.url or settings.resolved_database_url())
+        try:
+            return await store.list_executions(limit=args.limit)
+        finally:
+            await store.close()
+
+    found = asyncio.run(rows())
+    if args.json:
+        print(json.dumps(found, indent=2, default=str))
+        return 0
+    cols = (
+        "submission_id",
+        "language",
+        "status",
+        "judge0_status_id",
+        "cpu_time_s",
+        "wall_time_s",
+        "memory_kb",
+        "attempts",
+        "finished_at",
+    )
+    print(" | ".join(cols))
+    for row in found:
+        print(" | ".join(str(row.get(c)) for c in cols))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamworker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="run the Faust worker (HTTP on 127.0.0.1:6066)")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(func=cmd_worker)
+
+    submit = sub.add_parser("submit", help="send one submission and print its result")
+    submit.add_argument("file", help="a submission event (.json) or a source file")
+    submit.add_argument("--language", "-l")
+    submit.add_argument("--stdin", help="file whose content is the program's stdin")
+    submit.add_argument("--timeout", type=float, default=60.0)
+    submit.add_argument("--json", action="store_true", help="print the result event as JSON")
+    submit.set_defaults(func=cmd_submit)
+
+    images = sub.add_parser("images", help="runtime images")
+    images_sub = images.add_subparsers(dest="images_command", required=True)
+    build = images_sub.add_parser("build", help="build missing or changed runtime images")
+    build.add_argument("languages", nargs="*")
+    build.add_argument("--force", action="store_true")
+    build.set_defaults(func=cmd_images_build)
+
+    languages = sub.add_parser("languages", help="list languages, versions and image status")
+    languages.add_argument("--json", action="store_true")
+    languages.set_defaults(func=cmd_languages)
+
+    db = sub.add_parser("db", help="the audit database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations")
+    upgrade.add_argument("--url")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    history = sub.add_parser("history", help="recent executions from the audit log")
+    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--url")
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(func=cmd_history)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings()
+        code: int = args.func(settings, args)
+    except StreamworkerError as exc:
+        print(f"streamworker: {exc.code}: {exc}", file=sys.stderr)
+        return 2
+    except (TimeoutError, OSError, ValueError) as exc:
+        print(f"streamworker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

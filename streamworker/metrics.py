@@ -1,0 +1,70 @@
+"""Prometheus metrics: `streamworker_`-prefixed, base units, one registry for the process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from streamworker.judge import Verdict
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_DURATION_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+SUBMISSIONS = Counter(
+    "streamworker_submissions",
+    "Submissions answered, by language and overall status.",
+    ["language", "status"],
+    registry=REGISTRY,
+)
+EXECUTION_SECONDS = Histogram(
+    "streamworker_execution_duration_seconds",
+    "Time spent per stage (compile, run) as measured by the sandbox helper.",
+    ["language", "stage"],
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+SUBMISSION_SECONDS = Histogram(
+    "streamworker_submission_duration_seconds",
+    "Wall time from taking a submission to having its verdict, container included.",
+    ["language"],
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "streamworker_runs_in_flight", "Submissions being judged right now.", registry=REGISTRY
+)
+DLQ = Counter(
+    "streamworker_dead_letters", "Events sent to the dead-letter topic.", registry=REGISTRY
+)
+AUDIT_LAG = Gauge(
+    "streamworker_audit_lag_events",
+    "Audit events accepted but not yet written to the database.",
+    registry=REGISTRY,
+)
+AUDIT_FAILURES = Counter(
+    "streamworker_audit_write_failures",
+    "Failed attempts to write audit events (retried).",
+    registry=REGISTRY,
+)
+DOCKER_UP = Gauge(
+    "streamworker_docker_up", "1 when the Docker daemon answers pings.", registry=REGISTRY
+)
+DOCKER_PING_SECONDS = Gauge(
+    "streamworker_docker_ping_seconds", "Latency of the last Docker ping.", registry=REGISTRY
+)
+
+
+def observe_verdict(language: str, verdict: Verdict, elapsed_s: float) -> None:
+    SUBMISSIONS.labels(language, verdict.status.value).inc()
+    SUBMISSION_SECONDS.labels(language).observe(elapsed_s)
+    if verdict.compile is not None and verdict.compile.wall_time_s is not None:
+        EXECUTION_SECONDS.labels(language, "compile").observe(verdict.compile.wall_time_s)
+    for run in verdict.runs:
+        if run.wall_time_s is not None:
+            EXECUTION_SECONDS.labels(language, "run").observe(run.wall_time_s)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)

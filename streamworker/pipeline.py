@@ -1,0 +1,217 @@
+"""One submission event in, one outcome out: decode, judge, build the result. No Kafka types.
+
+The Faust agent calls `Pipeline.handle` and publishes what it returns; everything here
+is plain async code, testable with a fake sandbox and an in-memory audit sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from streamworker import metrics
+from streamworker.audit.store import AuditRecord
+from streamworker.contract import (
+    ResultEvent,
+    Runtime,
+    Status,
+    Submission,
+    decode_submission,
+    now_utc,
+    salvage_metadata,
+    salvage_submission_id,
+)
+from streamworker.errors import InvalidEvent, StreamworkerError
+from streamworker.judge import Sandbox, judge
+from streamworker.languages.registry import get_language
+from streamworker.settings import Settings
+from streamworker.verdict import status_for_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an event came from (for DLQ headers and logs)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """The original bytes, untouched, with the contract's error headers."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: ResultEvent | None
+    dead_letter: DeadLetter | None = None
+
+
+class AuditSink(Protocol):
+    def submit(self, record: AuditRecord) -> None: ...
+
+
+def dead_letter(value: bytes, source: Source, error: InvalidEvent) -> DeadLetter:
+    headers = [
+        ("error", str(error).encode()),
+        ("error_type", type(error).__name__.encode()),
+        ("source_topic", source.topic.encode()),
+        ("source_partition", str(source.partition).encode()),
+        ("source_offset", str(source.offset).encode()),
+    ]
+    return DeadLetter(source.key, value, headers)
+
+
+def _record(
+    kind: str, sid: str, attempt: int, worker: str, at: datetime, payload: dict[str, Any]
+) -> AuditRecord:
+    event_id = payload.get("event_id") if kind in ("finished", "invalid") else None
+    return AuditRecord(
+        event_id=str(event_id or f"{sid}:{kind}:{attempt}"),
+        submission_id=sid,
+        kind=kind,
+        attempt=attempt,
+        worker_id=worker,
+        occurred_at=at,
+        payload=payload,
+    )
+
+
+class Pipeline:
+    """Turns submission bytes into a result event, feeding the audit log as it goes."""
+
+    def __init__(self, settings: Settings, sandbox: Sandbox, audit: AuditSink) -> None:
+        self.settings = settings
+        self.sandbox = sandbox
+        self.audit = audit
+
+    async def handle(self, value: bytes, source: Source) -> Outcome:
+        received_at = now_utc()
+        try:
+            submission = decode_submission(value)
+        except InvalidEvent as exc:
+            return self._invalid(value, source, exc, received_at)
+        return Outcome(await self.execute(submission, received_at))
+
+    def _invalid(
+        self, value: bytes, source: Source, exc: InvalidEvent, received_at: datetime
+    ) -> Outcome:
+        metrics.DLQ.inc()
+        sid = exc.submission_id or salvage_submission_id(value)
+        log.warning(
+            "invalid event at %s[%d]@%d: %s", source.topic, source.partition, source.offset, exc
+        )
+        result = None
+        if sid is not None:
+            result = ResultEvent(
+                submission_id=sid,
+                status=Status.INVALID_SUBMISSION,
+                language=None,
+                worker_id=self.settings.worker_id,
+                received_at=received_at,
+                started_at=None,
+                finished_at=now_utc(),
+                message=str(exc),
+                metadata=salvage_metadata(value),
+            )
+        return Outcome(result, dead_letter(value, source, exc))
+
+    async def execute(
+        self, submission: Submission, received_at: datetime, attempt: int = 1
+    ) -> ResultEvent:
+        """Judge a valid submission; every failure becomes a result, never an exception."""
+        sid, worker = submission.submission_id, self.settings.worker_id
+        self.audit.submit(
+            _record(
+                "received",
+                sid,
+                attempt,
+                worker,
+                received_at,
+                {
+                    "language": submission.language,
+                    "metadata": dict(submission.metadata),
+                    "received_at": received_at.isoformat(),
+                    "test_cases": len(submission.test_cases),
+                },
+            )
+        )
+        begin = time.monotonic()
+        metrics.IN_FLIGHT.inc()
+        try:
+            language = get_language(submission.language)
+            self.audit.submit(
+                _record(
+                    "started",
+                    sid,
+                    attempt,
+                    worker,
+                    now_utc(),
+                    {
+                        "started_at": now_utc().isoformat(),
+                        "image": self.sandbox.image_for(language),
+                    },
+                )
+            )
+            verdict = await judge(submission, language, self.settings, self.sandbox, attempt)
+        except (StreamworkerError, OSError) as exc:
+            status, message = status_for_error(exc)
+            if status is Status.INTERNAL_ERROR:
+                log.error("submission %s failed on our side: %s", sid, message)
+            return ResultEvent(
+                submission_id=sid,
+                status=status,
+                language=submission.language,
+                worker_id=worker,
+                received_at=received_at,
+                started_at=None,
+                finished_at=now_utc(),
+                message=message,
+                metadata=submission.metadata,
+                attempt=attempt,
+            )
+        finally:
+            metrics.IN_FLIGHT.dec()
+        metrics.observe_verdict(submission.language, verdict, time.monotonic() - begin)
+        return ResultEvent(
+            submission_id=sid,
+            status=verdict.status,
+            language=submission.language,
+            worker_id=worker,
+            received_at=received_at,
+            started_at=verdict.started_at,
+            finished_at=now_utc(),
+            message=verdict.message,
+            runtime=Runtime(verdict.image, verdict.image_id),
+            compile=verdict.compile,
+            runs=verdict.runs,
+            metadata=submission.metadata,
+            attempt=attempt,
+        )
+
+    def record_published(self, result: ResultEvent) -> None:
+        """After publication: the result becomes the audit log's `finished`/`invalid` event."""
+        kind = "invalid" if result.status is Status.INVALID_SUBMISSION else "finished"
+        self.audit.submit(
+            _record(
+                kind,
+                result.submission_id,
+                result.attempt,
+                self.settings.worker_id,
+                result.finished_at,
+                result.to_dict(),
+            )
+        )

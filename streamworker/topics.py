@@ -1,0 +1,50 @@
+"""Topic names live in `Settings.topics`; this creates them before any consumer subscribes.
+
+A Faust consumer that subscribed before its topic existed only notices the topic at the
+next metadata refresh (minutes), so the worker makes sure they exist first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from streamworker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_names(settings: Settings) -> list[str]:
+    t = settings.topics
+    return [t.submissions, t.results, t.docker_health, t.dlq]
+
+
+async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
+    """Create missing topics (partition count from settings); returns those created."""
+    for attempt in range(attempts):
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            await admin.start()
+        except KafkaConnectionError as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("Kafka not reachable yet (%s), retrying", exc)
+            await asyncio.sleep(1.0)
+            continue
+        try:
+            existing = set(await admin.list_topics())
+            missing = [name for name in topic_names(settings) if name not in existing]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another worker won
+                    await admin.create_topics(
+                        [NewTopic(name, settings.topic_partitions, 1) for name in missing]
+                    )
+                log.info("created topics %s", missing)
+            return missing
+        finally:
+            await admin.close()
+    return []
