@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> tuple[faust.App, WorkerRuntime]:
     """A Faust app for `settings`, with its agent, startup task and HTTP pages."""
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -93,7 +94,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerRuntime]:
 
     @app.page("/metrics")
     async def metrics_page(web: View, request: Request) -> Response:
-        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
     return app, runtime
 

@@ -11,6 +11,7 @@ import aiodocker
 from aiokafka import AIOKafkaClient
 
 from streamworker import metrics
+from streamworker.contract import iso, now_utc
 from streamworker.audit.store import AuditStore
 from streamworker.audit.writer import AuditWriter
 from streamworker.health import HealthReport, gather_health
@@ -80,7 +81,7 @@ class WorkerRuntime:
 
     async def health(self) -> HealthReport:
         if not self.ready.is_set():
-            return HealthReport("starting", "starting", "starting", "")
+            return HealthReport("starting", "starting", "starting", iso(now_utc()) or "")
         report = await gather_health(self._ping_docker, self._ping_kafka, self._ping_database)
         metrics.DOCKER_UP.set(1 if report.docker == "connected" else 0)
         return report

@@ -1,0 +1,44 @@
+"""The audit store: an append-only event log in SQL and the projections rebuilt from it.
+
+`records` (facts, pure) → `projection` (rows, pure) → `store` (SQL) ; `migrate` runs Alembic.
+"""
+
+from streamworker.audit.migrate import downgrade, head_revision, upgrade
+from streamworker.audit.projection import (
+    Projection,
+    project_all,
+    project_runs,
+    project_submission,
+    winning_result,
+)
+from streamworker.audit.records import (
+    AuditKind,
+    AuditRecord,
+    fact_event_id,
+    failed_record,
+    published_record,
+    received_record,
+    result_record,
+    started_record,
+)
+from streamworker.audit.store import AuditStore
+
+__all__ = [
+    "AuditKind",
+    "AuditRecord",
+    "AuditStore",
+    "Projection",
+    "downgrade",
+    "fact_event_id",
+    "failed_record",
+    "head_revision",
+    "project_all",
+    "project_runs",
+    "project_submission",
+    "published_record",
+    "received_record",
+    "result_record",
+    "started_record",
+    "upgrade",
+    "winning_result",
+]
