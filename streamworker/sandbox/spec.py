@@ -18,6 +18,7 @@ WORKDIR = "/workspace"
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LABEL_PREFIX = "org.streamworker"
 NOFILE_LIMIT = 256
+SHM_BYTES = 8 * 1024 * 1024
 MEMORY_HEADROOM_MB = 16
 """The helper and init live in the container's cgroup too; they get a little extra."""
 
@@ -107,6 +108,7 @@ def container_config(
             ],
             "Init": True,
             "IpcMode": "private",
+            "ShmSize": SHM_BYTES,
             "Privileged": False,
             "PublishAllPorts": False,
             "AutoRemove": False,

@@ -1,0 +1,62 @@
+# streamworker — the README's commands. Every target installs what it needs first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+SW := $(VENV)/bin/streamworker
+PG_URL := postgresql+asyncpg://streamworker:streamworker@127.0.0.1:5432/streamworker
+# Languages built by `make test` (all of them: the conformance suite covers each).
+TEST_LANGUAGES ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install up down status images demo test test-unit lint fmt
+
+help:
+	@echo "make demo   - install what is missing, start the stack, build images, run samples"
+	@echo "make test   - start the stack and run lint, unit and integration tests"
+	@echo "make up     - start Docker, Kafka (KRaft), PostgreSQL and one worker (idempotent)"
+	@echo "make down   - stop the local stack"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+up: install
+	bash dev/stack.sh up
+	STREAMWORKER_DATABASE_URL=$(PG_URL) $(SW) db upgrade
+	STREAMWORKER_DATABASE_URL=$(PG_URL) bash dev/stack.sh up-worker
+
+down:
+	bash dev/stack.sh down
+
+status:
+	bash dev/stack.sh status
+
+images: install
+	bash dev/stack.sh up-docker
+	$(SW) images build $(TEST_LANGUAGES)
+
+demo: up images
+	STREAMWORKER_DATABASE_URL=$(PG_URL) $(VENV)/bin/python dev/demo.py
+
+lint: install
+	$(VENV)/bin/ruff check streamworker tests dev
+	$(VENV)/bin/ruff format --check streamworker tests dev
+	$(VENV)/bin/mypy
+
+test-unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+test: install lint
+	bash dev/stack.sh up
+	$(SW) images build $(TEST_LANGUAGES)
+	STREAMWORKER_REQUIRE_STACK=1 $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
+
+fmt: install
+	$(VENV)/bin/ruff format streamworker tests dev
+	$(VENV)/bin/ruff check --fix streamworker tests dev
