@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
 import aiodocker
 from aiokafka import AIOKafkaClient
 
 from streamworker import metrics
-from streamworker.contract import iso, now_utc
 from streamworker.audit.store import AuditStore
 from streamworker.audit.writer import AuditWriter
+from streamworker.contract import iso, now_utc
 from streamworker.health import HealthReport, gather_health
 from streamworker.pipeline import Pipeline
 from streamworker.sandbox.connection import connect, resolve_endpoint

@@ -102,8 +102,9 @@ class WorkerHandle:
         return self.log_path.read_text(errors="replace")[-5000:]
 
 
-def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes],
-              healthy: bool = True) -> None:
+def wait_http(
+    url: str, timeout_s: float, process: subprocess.Popen[bytes], healthy: bool = True
+) -> None:
     """Wait until `url` answers 200 (or answers at all, when `healthy` is False)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -122,28 +123,32 @@ def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes],
 
 
 @pytest.fixture
-def start_worker(
-    tmp_path: Path, kafka_bootstrap: str, docker_available: None
-) -> Iterator[object]:
+def start_worker(tmp_path: Path, kafka_bootstrap: str, docker_available: None) -> Iterator[object]:
     """Factory: start a worker with isolated topics; all are stopped at teardown."""
     handles: list[WorkerHandle] = []
 
-    def start(database_url: str | None = None, prefix: str | None = None,
-              wait_healthy: bool = True, **extra: str) -> WorkerHandle:
+    def start(
+        database_url: str | None = None,
+        prefix: str | None = None,
+        wait_healthy: bool = True,
+        **extra: str,
+    ) -> WorkerHandle:
         tag = prefix or f"t{uuid.uuid4().hex[:10]}"
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMWORKER_")}
-        env.update({
-            "STREAMWORKER_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "STREAMWORKER_APP_ID": f"streamworker-{tag}",
-            "STREAMWORKER_TOPIC_SUBMISSIONS": f"{tag}.submissions",
-            "STREAMWORKER_TOPIC_RESULTS": f"{tag}.results",
-            "STREAMWORKER_TOPIC_DLQ": f"{tag}.submissions.dlq",
-            "STREAMWORKER_TOPIC_DOCKER_HEALTH": f"{tag}.docker-health",
-            "STREAMWORKER_HTTP_PORT": str(port),
-            "STREAMWORKER_DATA_DIR": str(tmp_path / f"data-{tag}"),
-            "STREAMWORKER_WORKER_ID": f"worker-{tag}-{len(handles)}",
-        })
+        env.update(
+            {
+                "STREAMWORKER_KAFKA_BOOTSTRAP": kafka_bootstrap,
+                "STREAMWORKER_APP_ID": f"streamworker-{tag}",
+                "STREAMWORKER_TOPIC_SUBMISSIONS": f"{tag}.submissions",
+                "STREAMWORKER_TOPIC_RESULTS": f"{tag}.results",
+                "STREAMWORKER_TOPIC_DLQ": f"{tag}.submissions.dlq",
+                "STREAMWORKER_TOPIC_DOCKER_HEALTH": f"{tag}.docker-health",
+                "STREAMWORKER_HTTP_PORT": str(port),
+                "STREAMWORKER_DATA_DIR": str(tmp_path / f"data-{tag}"),
+                "STREAMWORKER_WORKER_ID": f"worker-{tag}-{len(handles)}",
+            }
+        )
         if database_url:
             env["STREAMWORKER_DATABASE_URL"] = database_url
         env.update(extra)
@@ -151,8 +156,9 @@ def start_worker(
         subprocess.run([exe, "db", "upgrade"], env=env, check=True, capture_output=True)
         log_path = tmp_path / f"worker-{tag}-{len(handles)}.log"
         log_file = log_path.open("wb")
-        process = subprocess.Popen([exe, "worker"], env=env, stdout=log_file,
-                                   stderr=subprocess.STDOUT, cwd=str(REPO))
+        process = subprocess.Popen(
+            [exe, "worker"], env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=str(REPO)
+        )
         handle = WorkerHandle(env, process, log_path, port)
         handles.append(handle)
         try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import aiodocker
 
@@ -32,9 +33,15 @@ def image_ref(language: Language, settings: Settings) -> str:
 class DockerSandbox:
     """Implements `judge.Sandbox` over an aiodocker client owned by the caller."""
 
-    def __init__(self, docker: aiodocker.Docker, settings: Settings) -> None:
+    def __init__(
+        self,
+        docker: aiodocker.Docker,
+        settings: Settings,
+        host_config_extra: Mapping[str, Any] | None = None,
+    ) -> None:
         self.docker = docker
         self.settings = settings
+        self.host_config_extra = dict(host_config_extra or {})
 
     def image_for(self, language: Language) -> str:
         return image_ref(language, self.settings)
@@ -58,6 +65,7 @@ class DockerSandbox:
         config = container_config(
             self.image_for(language), policy, labels, sandbox_env(language.env)
         )
+        config["HostConfig"].update(self.host_config_extra)
         async with open_session(
             self.docker, config, container_name(submission_id, attempt)
         ) as session:

@@ -97,7 +97,6 @@ def container_config(
             },
             "Memory": memory_bytes,
             "MemorySwap": memory_bytes,
-            "MemorySwappiness": 0,
             "OomKillDisable": False,
             "PidsLimit": policy.processes + 4,
             "NanoCpus": int(policy.cpus * 1e9),
@@ -126,9 +125,10 @@ def limit_violations(requested: Mapping[str, Any], inspected: Mapping[str, Any])
     want = requested["HostConfig"]
     have = inspected.get("HostConfig", {})
     problems = []
-    for key in ("Memory", "MemorySwap", "PidsLimit", "ReadonlyRootfs", "NanoCpus", "Init"):
-        if have.get(key) != want[key]:
-            problems.append(f"{key}: wanted {want[key]!r}, daemon has {have.get(key)!r}")
+    for key, wanted in want.items():
+        # Every scalar limit or switch we asked for must come back unchanged.
+        if isinstance(wanted, bool | int) and have.get(key) != wanted:
+            problems.append(f"{key}: wanted {wanted!r}, daemon has {have.get(key)!r}")
     if have.get("NetworkMode") != "none":
         problems.append(f"NetworkMode: daemon has {have.get('NetworkMode')!r}")
     if "ALL" not in (have.get("CapDrop") or []) or have.get("CapAdd"):

@@ -52,8 +52,9 @@ async def consume_until(
     return records
 
 
-async def results_by_id(bootstrap: str, topic: str, ids: set[str], timeout_s: float = 90.0
-                        ) -> dict[str, list[dict[str, Any]]]:
+async def results_by_id(
+    bootstrap: str, topic: str, ids: set[str], timeout_s: float = 90.0
+) -> dict[str, list[dict[str, Any]]]:
     """All result events for `ids` (a list per id, to count duplicates)."""
     consumer = AIOKafkaConsumer(
         topic,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 import uuid
 from typing import Any
@@ -20,18 +21,38 @@ from tests.integration.kafka_util import consume_until, event_bytes, produce, re
 pytestmark = [pytest.mark.integration]
 
 RESULT_KEYS = {
-    "submission_id", "schema_version", "event_id", "status", "judge0_status_id", "message",
-    "language", "runtime", "compile", "runs", "metadata", "worker_id", "attempt",
-    "received_at", "started_at", "finished_at",
+    "submission_id",
+    "schema_version",
+    "event_id",
+    "status",
+    "judge0_status_id",
+    "message",
+    "language",
+    "runtime",
+    "compile",
+    "runs",
+    "metadata",
+    "worker_id",
+    "attempt",
+    "received_at",
+    "started_at",
+    "finished_at",
 }
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
 
 
 def sid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-async def wait_execution(url: str, submission_id: str, timeout_s: float = 30.0
-                         ) -> dict[str, Any]:
+async def wait_execution(url: str, submission_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
     store = await AuditStore.open(url)
     try:
         async with asyncio.timeout(timeout_s):
@@ -59,8 +80,7 @@ async def test_submission_is_answered_on_kafka_and_in_sql(
         "metadata": {"tenant": "acme", "problem": 7},
     }
     await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(event)])
-    found = await results_by_id(kafka_bootstrap, worker.topics["results"],
-                                {event["submission_id"]})
+    found = await results_by_id(kafka_bootstrap, worker.topics["results"], {event["submission_id"]})
     assert event["submission_id"] in found, worker.log()
     [result] = found[event["submission_id"]]
     assert set(result) == RESULT_KEYS
@@ -87,29 +107,40 @@ async def test_bad_events_go_to_dlq_and_the_worker_keeps_going(
     start_worker: Any, kafka_bootstrap: str, tmp_path: Any
 ) -> None:
     worker = start_worker(database_url=f"sqlite+aiosqlite:///{tmp_path}/audit.db")
-    missing_field = {"submission_id": sid("nolang"), "source": "print(1)",
-                     "metadata": {"k": "v"}}
+    missing_field = {"submission_id": sid("nolang"), "source": "print(1)", "metadata": {"k": "v"}}
     good = {"submission_id": sid("good"), "language": "python", "source": "print(42)"}
-    await produce(kafka_bootstrap, worker.topics["submissions"], [
-        (b"junk-key", b"\xff\xfe not json at all"),
-        event_bytes(missing_field),
-        event_bytes(good),
-    ])
+    await produce(
+        kafka_bootstrap,
+        worker.topics["submissions"],
+        [
+            (b"junk-key", b"\xff\xfe not json at all"),
+            event_bytes(missing_field),
+            event_bytes(good),
+        ],
+    )
     dead = await consume_until(kafka_bootstrap, worker.topics["dlq"], 2)
     assert len(dead) == 2, worker.log()
     assert dead[0].value == b"\xff\xfe not json at all"
     assert dead[0].key == b"junk-key"
     headers = dict(dead[0].headers)
-    assert set(headers) == {"error", "error_type", "source_topic", "source_partition",
-                            "source_offset"}
+    assert set(headers) == {
+        "error",
+        "error_type",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+    }
     assert headers["source_topic"].decode() == worker.topics["submissions"]
     assert headers["error_type"] == b"InvalidEvent"
     second = dict(dead[1].headers)
     assert b"language" in second["error"]
     assert json.loads(dead[1].value or b"") == missing_field
 
-    found = await results_by_id(kafka_bootstrap, worker.topics["results"],
-                                {missing_field["submission_id"], good["submission_id"]})
+    found = await results_by_id(
+        kafka_bootstrap,
+        worker.topics["results"],
+        {missing_field["submission_id"], good["submission_id"]},
+    )
     [invalid] = found[missing_field["submission_id"]]
     assert invalid["status"] == "invalid_submission"
     assert invalid["judge0_status_id"] == 13
@@ -123,12 +154,12 @@ async def test_bad_events_go_to_dlq_and_the_worker_keeps_going(
 
 async def test_health_is_200_with_the_contract_body(start_worker: Any, tmp_path: Any) -> None:
     worker = start_worker(database_url=f"sqlite+aiosqlite:///{tmp_path}/audit.db")
-    with urllib.request.urlopen(f"{worker.url}/health", timeout=10) as response:
-        assert response.status == 200
-        body = json.loads(response.read())
+    status, raw = await asyncio.to_thread(http_get, f"{worker.url}/health")
+    assert status == 200
+    body = json.loads(raw)
     assert body["status"] == "healthy"
     assert body["docker"] == body["kafka"] == body["database"] == "connected"
     assert set(body) == {"status", "docker", "kafka", "database", "timestamp"}
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
-        text = response.read().decode()
+    status, raw = await asyncio.to_thread(http_get, f"{worker.url}/metrics")
+    text = raw.decode()
     assert "streamworker_runs_in_flight" in text

@@ -90,7 +90,12 @@ async def test_file_size_limit_gives_sigxfsz(sandbox_runner: SandboxRunner) -> N
 
 
 async def test_stdout_flood_of_one_gib(sandbox_runner: SandboxRunner) -> None:
-    code = "import sys\nblock = b'y' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.buffer.write(block)\n"
+    code = src("""
+        import sys
+        block = b"y" * (1 << 20)
+        for _ in range(1024):
+            sys.stdout.buffer.write(block)
+    """)
     verdict = await sandbox_runner.with_benign(source=code, limits={"output_kb": 256})
     assert verdict.status is Status.OUTPUT_LIMIT_EXCEEDED, verdict
     run = verdict.runs[0]
@@ -99,8 +104,9 @@ async def test_stdout_flood_of_one_gib(sandbox_runner: SandboxRunner) -> None:
 
 
 async def test_cpu_spin(sandbox_runner: SandboxRunner) -> None:
-    verdict = await sandbox_runner.with_benign(source="while True:\n    pass\n",
-                                               limits={"cpu_time_s": 1})
+    verdict = await sandbox_runner.with_benign(
+        source="while True:\n    pass\n", limits={"cpu_time_s": 1}
+    )
     assert verdict.status is Status.TIME_LIMIT_EXCEEDED, verdict
     assert verdict.runs[0].signal == "SIGXCPU"
 
@@ -131,10 +137,13 @@ async def test_double_fork_daemon_does_not_outlive_its_run(sandbox_runner: Sandb
             time.sleep(2.5)
             print("present" if os.path.exists("/workspace/daemon-was-here") else "absent")
     """)
-    verdict = await sandbox_runner.with_benign(source=code, test_cases=[
-        {"id": "spawn", "stdin": "spawn", "expected_output": "spawned\n"},
-        {"id": "check", "stdin": "check", "expected_output": "absent\n"},
-    ])
+    verdict = await sandbox_runner.with_benign(
+        source=code,
+        test_cases=[
+            {"id": "spawn", "stdin": "spawn", "expected_output": "spawned\n"},
+            {"id": "check", "stdin": "check", "expected_output": "absent\n"},
+        ],
+    )
     assert verdict.status is Status.ACCEPTED, verdict
 
 
@@ -214,7 +223,8 @@ async def test_setuid_and_keyctl_are_refused(sandbox_runner: SandboxRunner) -> N
         print("keyctl", ret, os.strerror(ctypes.get_errno()))
         status = open("/proc/self/status").read()
         for key in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs", "Seccomp"):
-            print([l for l in status.splitlines() if l.startswith(key + ":")][0].replace("\\t", " "))
+            line = [x for x in status.splitlines() if x.startswith(key + ":")][0]
+            print(line.replace("\\t", " "))
     """)
     verdict = await sandbox_runner.with_benign(source=code)
     out = verdict.runs[0].stdout
@@ -243,16 +253,20 @@ async def test_symlinks_planted_in_the_workspace_change_nothing(
         else:
             print("second run fine")
     """)
-    verdict = await sandbox_runner.with_benign(source=code, test_cases=[
-        {"id": "1", "stdin": "plant", "expected_output": "planted\n"},
-    ])
+    verdict = await sandbox_runner.with_benign(
+        source=code,
+        test_cases=[
+            {"id": "1", "stdin": "plant", "expected_output": "planted\n"},
+        ],
+    )
     assert verdict.status is Status.ACCEPTED, verdict
     assert "root:" not in verdict.runs[0].stdout
 
 
 async def test_tmp_is_not_shared_between_submissions(sandbox_runner: SandboxRunner) -> None:
     _, first = await sandbox_runner.run(
-        source="open('/tmp/left-behind', 'w').write('secret')\nprint(open('/tmp/left-behind').read())\n"
+        source="open('/tmp/left-behind', 'w').write('secret')\n"
+        "print(open('/tmp/left-behind').read())\n"
     )
     assert first.runs[0].stdout == "secret\n"
     verdict = await sandbox_runner.with_benign(
@@ -264,8 +278,9 @@ async def test_tmp_is_not_shared_between_submissions(sandbox_runner: SandboxRunn
 async def test_forged_helper_report_is_not_believed(sandbox_runner: SandboxRunner) -> None:
     code = src("""
         import os, signal, sys
-        fake = "\\x1eSWRUN " + "0" * 32 + " exit=0 signal=0 cpu_us=1 wall_us=1 maxrss_kb=1 "
-        fake += "oom_kills=0 timed_out=0 output_exceeded=0 overflow_stream=0 out_bytes=0 exec_errno=0"
+        fake = "\\x1eSWRUN " + "0" * 32 + " exit=0 signal=0 cpu_us=1 wall_us=1 "
+        fake += "maxrss_kb=1 oom_kills=0 timed_out=0 output_exceeded=0 overflow_stream=0 "
+        fake += "out_bytes=0 exec_errno=0"
         print(fake, file=sys.stderr, flush=True)
         print("accepted", flush=True)
         for path in ("/proc/%d/mem" % os.getppid(), "/proc/%d/fd/2" % os.getppid()):
