@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -22,7 +23,8 @@ from streamworker.errors import InvalidEvent
 from streamworker.settings import LIMIT_NAMES, RunLimits
 
 SCHEMA_VERSION = 1
-SUBMISSION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SUBMISSION_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+INTEGER_LIMITS = frozenset({"memory_mb", "processes", "output_kb", "file_size_kb"})
 MAX_METADATA_BYTES = 4096
 
 
@@ -188,8 +190,16 @@ def _decode_limits(raw: object, sid: str | None) -> dict[str, float]:
             "must be a positive number",
             sid,
         )
+        if key in INTEGER_LIMITS:
+            _expect(float(value).is_integer(), f"limits.{key}", "must be a whole number", sid)
+            value = int(value)
+        _expect(math.isfinite(value), f"limits.{key}", "must be finite", sid)
         out[key] = value
     return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def decode_submission(data: bytes) -> Submission:
@@ -199,18 +209,30 @@ def decode_submission(data: bytes) -> Submission:
     except UnicodeDecodeError as exc:
         raise InvalidEvent(f"value is not UTF-8: {exc}") from exc
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
         raise InvalidEvent(f"value is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise InvalidEvent("value must be a JSON object")
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(
+            "value contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text",
+            submission_id=salvage_submission_id(data),
+        ) from exc
     raw_sid = obj.get("submission_id")
-    sid = raw_sid if isinstance(raw_sid, str) and SUBMISSION_ID_RE.match(raw_sid) else None
+    sid = raw_sid if isinstance(raw_sid, str) and SUBMISSION_ID_RE.fullmatch(raw_sid) else None
     _expect(raw_sid is not None, "submission_id", "is required", None)
     _expect(sid is not None, "submission_id", "must be 1-128 chars of [A-Za-z0-9._:-]", None)
     assert sid is not None
     version = obj.get("schema_version", SCHEMA_VERSION)
-    _expect(version == SCHEMA_VERSION, "schema_version", f"unsupported: {version!r}", sid)
+    _expect(
+        type(version) is int and version == SCHEMA_VERSION,
+        "schema_version",
+        f"unsupported: {version!r}",
+        sid,
+    )
     language = obj.get("language")
     _expect(isinstance(language, str) and language != "", "language", "is required", sid)
     assert isinstance(language, str)
@@ -251,7 +273,7 @@ def decode_submission(data: bytes) -> Submission:
     limits = _decode_limits(obj["limits"], sid) if "limits" in obj else {}
     compare_raw = obj.get("compare", Compare.TRAILING_WHITESPACE.value)
     _expect(
-        compare_raw in {c.value for c in Compare},
+        isinstance(compare_raw, str) and compare_raw in {c.value for c in Compare},
         "compare",
         f"must be one of {[c.value for c in Compare]}",
         sid,
@@ -283,12 +305,12 @@ def decode_submission(data: bytes) -> Submission:
 def salvage_submission_id(data: bytes) -> str | None:
     """Best effort: the submission id of an event that failed validation, if readable."""
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError):
         return None
     if isinstance(obj, dict):
         sid = obj.get("submission_id")
-        if isinstance(sid, str) and SUBMISSION_ID_RE.match(sid):
+        if isinstance(sid, str) and SUBMISSION_ID_RE.fullmatch(sid):
             return sid
     return None
 
@@ -296,12 +318,17 @@ def salvage_submission_id(data: bytes) -> str | None:
 def salvage_metadata(data: bytes) -> dict[str, Any]:
     """Best effort: the metadata of an invalid event, echoed only when it is valid itself."""
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError):
         return {}
     meta = obj.get("metadata") if isinstance(obj, dict) else None
-    if isinstance(meta, dict) and len(json.dumps(meta).encode()) <= MAX_METADATA_BYTES:
-        return meta
+    if isinstance(meta, dict):
+        try:
+            size = len(json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+        except UnicodeEncodeError:
+            return {}
+        if size <= MAX_METADATA_BYTES:
+            return meta
     return {}
 
 

@@ -36,6 +36,7 @@ class InvalidEvent(StreamworkerError):
         self, message: str, *, field: str | None = None, submission_id: str | None = None
     ) -> None:
         super().__init__(f"{field}: {message}" if field else message)
+        self.detail = message
         self.field = field
         self.submission_id = submission_id
 

@@ -44,7 +44,7 @@ async def check(
         async with asyncio.timeout(timeout_s):
             await probe()
     except TimeoutError:
-        return f"timeout after {timeout_s:.0f}s", time.monotonic() - begin
+        return f"timeout after {timeout_s:g}s", time.monotonic() - begin
     except Exception as exc:  # any failure is a finding, not a crash
         text = str(exc) or type(exc).__name__
         return f"{type(exc).__name__}: {text}"[:300], time.monotonic() - begin

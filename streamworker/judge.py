@@ -44,7 +44,7 @@ class RunSession(Protocol):
         stdin: bytes = b"",
     ) -> RawRun: ...
 
-    async def set_memory_limit(self, memory_mb: int) -> None: ...
+    async def restrict(self, memory_mb: int, processes: int) -> None: ...
 
 
 class Sandbox(Protocol):
@@ -82,7 +82,9 @@ def program_files(
 ) -> tuple[list[tuple[str, bytes]], str]:
     """The files to deliver and the entrypoint path, with size and count checks."""
     if submission.from_source:
-        files = [(language.source_file, submission.files[0].content)]
+        # With a single `source`, `entrypoint` names the file it is written to.
+        name = submission.entrypoint or language.source_file
+        files = [(name, submission.files[0].content)]
     else:
         files = [(f.path, f.content) for f in submission.files]
     paths = [path for path, _ in files]
@@ -119,7 +121,9 @@ def run_limits_for(submission: Submission, language: Language, settings: Setting
             floor=language.limits_floor,
         )
     except InvalidEvent as exc:
-        raise InvalidEvent(exc.message, submission_id=submission.submission_id) from exc
+        raise InvalidEvent(
+            exc.detail, field=exc.field, submission_id=submission.submission_id
+        ) from exc
 
 
 async def judge(
@@ -176,8 +180,9 @@ async def judge(
                     else f"compilation failed ({compile_result.status.value})"
                 )
                 return Verdict(status, why, failed, (), image, session.image_id, started_at)
-            if container_memory != limits.memory_mb:
-                await session.set_memory_limit(limits.memory_mb)
+            if (container_memory, policy.processes) != (limits.memory_mb, limits.processes):
+                # Compilers get more; each run gets exactly its own limits back.
+                await session.restrict(limits.memory_mb, limits.processes)
         cases = submission.test_cases or (None,)
         runs: list[RunResult] = []
         argv = [*expand(language.run, entrypoint), *submission.args]

@@ -57,7 +57,6 @@ DOCKER_PING_SECONDS = Gauge(
 
 
 def observe_verdict(language: str, verdict: Verdict, elapsed_s: float) -> None:
-    SUBMISSIONS.labels(language, verdict.status.value).inc()
     SUBMISSION_SECONDS.labels(language).observe(elapsed_s)
     if verdict.compile is not None and verdict.compile.wall_time_s is not None:
         EXECUTION_SECONDS.labels(language, "compile").observe(verdict.compile.wall_time_s)

@@ -11,10 +11,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from streamworker import metrics
-from streamworker.audit.store import AuditRecord
+from streamworker.audit.records import (
+    AuditRecord,
+    received_record,
+    result_record,
+    started_record,
+)
 from streamworker.contract import (
     ResultEvent,
     Runtime,
@@ -75,21 +80,6 @@ def dead_letter(value: bytes, source: Source, error: InvalidEvent) -> DeadLetter
     return DeadLetter(source.key, value, headers)
 
 
-def _record(
-    kind: str, sid: str, attempt: int, worker: str, at: datetime, payload: dict[str, Any]
-) -> AuditRecord:
-    event_id = payload.get("event_id") if kind in ("finished", "invalid") else None
-    return AuditRecord(
-        event_id=str(event_id or f"{sid}:{kind}:{attempt}"),
-        submission_id=sid,
-        kind=kind,
-        attempt=attempt,
-        worker_id=worker,
-        occurred_at=at,
-        payload=payload,
-    )
-
-
 class Pipeline:
     """Turns submission bytes into a result event, feeding the audit log as it goes."""
 
@@ -135,42 +125,31 @@ class Pipeline:
         """Judge a valid submission; every failure becomes a result, never an exception."""
         sid, worker = submission.submission_id, self.settings.worker_id
         self.audit.submit(
-            _record(
-                "received",
-                sid,
-                attempt,
-                worker,
-                received_at,
-                {
-                    "language": submission.language,
-                    "metadata": dict(submission.metadata),
-                    "received_at": received_at.isoformat(),
-                    "test_cases": len(submission.test_cases),
-                },
-            )
+            received_record(submission, worker_id=worker, attempt=attempt, received_at=received_at)
         )
         begin = time.monotonic()
         metrics.IN_FLIGHT.inc()
         try:
             language = get_language(submission.language)
             self.audit.submit(
-                _record(
-                    "started",
+                started_record(
                     sid,
-                    attempt,
-                    worker,
-                    now_utc(),
-                    {
-                        "started_at": now_utc().isoformat(),
-                        "image": self.sandbox.image_for(language),
-                    },
+                    worker_id=worker,
+                    attempt=attempt,
+                    started_at=now_utc(),
+                    image=self.sandbox.image_for(language),
                 )
             )
             verdict = await judge(submission, language, self.settings, self.sandbox, attempt)
-        except (StreamworkerError, OSError) as exc:
+        except Exception as exc:  # the boundary: every failure becomes a result
             status, message = status_for_error(exc)
             if status is Status.INTERNAL_ERROR:
-                log.error("submission %s failed on our side: %s", sid, message)
+                log.error(
+                    "submission %s failed on our side: %s",
+                    sid,
+                    message,
+                    exc_info=not isinstance(exc, StreamworkerError),
+                )
             return ResultEvent(
                 submission_id=sid,
                 status=status,
@@ -204,14 +183,5 @@ class Pipeline:
 
     def record_published(self, result: ResultEvent) -> None:
         """After publication: the result becomes the audit log's `finished`/`invalid` event."""
-        kind = "invalid" if result.status is Status.INVALID_SUBMISSION else "finished"
-        self.audit.submit(
-            _record(
-                kind,
-                result.submission_id,
-                result.attempt,
-                self.settings.worker_id,
-                result.finished_at,
-                result.to_dict(),
-            )
-        )
+        metrics.SUBMISSIONS.labels(result.language or "unknown", result.status.value).inc()
+        self.audit.submit(result_record(result))

@@ -6,6 +6,7 @@ with the name of the key.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -120,7 +121,7 @@ def _get(env: Mapping[str, str], key: str) -> str | None:
     return value if value not in (None, "") else None
 
 
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
+def _int(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> int:
     raw = _get(env, key)
     if raw is None:
         return default
@@ -128,8 +129,8 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         value = int(raw)
     except ValueError as exc:
         raise ConfigError(key, f"expected an integer, got {raw!r}") from exc
-    if value < 0:
-        raise ConfigError(key, f"must not be negative, got {value}")
+    if value < minimum:
+        raise ConfigError(key, f"must be at least {minimum}, got {value}")
     return value
 
 
@@ -141,6 +142,8 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
         value = float(raw)
     except ValueError as exc:
         raise ConfigError(key, f"expected a number, got {raw!r}") from exc
+    if not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, got {raw!r}")
     if value <= 0:
         raise ConfigError(key, f"must be positive, got {value}")
     return value
@@ -171,10 +174,10 @@ def _limits(env: Mapping[str, str], prefix: str, base: RunLimits) -> RunLimits:
     return RunLimits(
         cpu_time_s=_float(env, f"{prefix}_CPU_TIME_S", base.cpu_time_s),
         wall_time_s=_float(env, f"{prefix}_WALL_TIME_S", base.wall_time_s),
-        memory_mb=_int(env, f"{prefix}_MEMORY_MB", base.memory_mb),
-        processes=_int(env, f"{prefix}_PROCESSES", base.processes),
-        output_kb=_int(env, f"{prefix}_OUTPUT_KB", base.output_kb),
-        file_size_kb=_int(env, f"{prefix}_FILE_SIZE_KB", base.file_size_kb),
+        memory_mb=_int(env, f"{prefix}_MEMORY_MB", base.memory_mb, minimum=8),
+        processes=_int(env, f"{prefix}_PROCESSES", base.processes, minimum=1),
+        output_kb=_int(env, f"{prefix}_OUTPUT_KB", base.output_kb, minimum=1),
+        file_size_kb=_int(env, f"{prefix}_FILE_SIZE_KB", base.file_size_kb, minimum=1),
     )
 
 
@@ -235,8 +238,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_limits=default_limits,
         max_limits=max_limits,
         compile_limits=_limits(env, "STREAMWORKER_COMPILE", COMPILE_LIMITS),
-        workspace_mb=_int(env, "STREAMWORKER_WORKSPACE_MB", Settings.workspace_mb),
-        max_source_bytes=_int(env, "STREAMWORKER_MAX_SOURCE_BYTES", Settings.max_source_bytes),
+        workspace_mb=_int(env, "STREAMWORKER_WORKSPACE_MB", Settings.workspace_mb, minimum=1),
+        max_source_bytes=_int(
+            env, "STREAMWORKER_MAX_SOURCE_BYTES", Settings.max_source_bytes, minimum=1
+        ),
         max_test_cases=_int(env, "STREAMWORKER_MAX_TEST_CASES", Settings.max_test_cases),
         topic_partitions=max(1, _int(env, "STREAMWORKER_TOPIC_PARTITIONS", 4)),
         result_output_kb=_int(env, "STREAMWORKER_RESULT_OUTPUT_KB", Settings.result_output_kb),

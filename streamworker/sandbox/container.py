@@ -24,7 +24,13 @@ from streamworker.errors import (
 )
 from streamworker.sandbox import protocol
 from streamworker.sandbox.protocol import RawRun
-from streamworker.sandbox.spec import MEMORY_HEADROOM_MB, SANDBOX_UID, WORKDIR, limit_violations
+from streamworker.sandbox.spec import (
+    MEMORY_HEADROOM_MB,
+    PIDS_HEADROOM,
+    SANDBOX_UID,
+    WORKDIR,
+    limit_violations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +106,18 @@ class Session:
             return RawRun(bytes(out), bytes(err), None, exc.message)
         return RawRun(bytes(out), stderr, report)
 
-    async def set_memory_limit(self, memory_mb: int) -> None:
-        """Lower the container's memory (and swap) to the run limit after compiling."""
+    async def restrict(self, memory_mb: int, processes: int) -> None:
+        """Lower memory (and swap) and the pids limit to the run's after compiling."""
         memory = (memory_mb + MEMORY_HEADROOM_MB) * 1024 * 1024
         try:
             await self._container.docker._query_json(
                 f"containers/{self._container.id}/update",
                 method="POST",
-                data={"Memory": memory, "MemorySwap": memory},
+                data={
+                    "Memory": memory,
+                    "MemorySwap": memory,
+                    "PidsLimit": processes + PIDS_HEADROOM,
+                },
             )
         except aiodocker.DockerError as exc:
             raise SandboxError(f"could not set the run memory limit: {exc.message}") from exc

@@ -6,6 +6,7 @@ Every hardening decision lives here so it can be unit-tested byte for byte, and 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ NOFILE_LIMIT = 256
 SHM_BYTES = 8 * 1024 * 1024
 MEMORY_HEADROOM_MB = 16
 """The helper and init live in the container's cgroup too; they get a little extra."""
+PIDS_HEADROOM = 4
+"""Init, the idle helper, the run helper and one spare are not the program's processes."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,14 @@ class ContainerPolicy:
 
 
 def container_name(submission_id: str, attempt: int) -> str:
-    """Deterministic per submission attempt, so a retry finds and removes a leftover."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", submission_id)
-    return f"streamworker-{safe}-a{attempt}"
+    """Deterministic per submission attempt, so a retry finds and removes a leftover.
+
+    The hash keeps ids that differ only in characters Docker names can't hold
+    (`x:1` and `x-1`) from ever sharing a name.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", submission_id)[:100]
+    digest = hashlib.sha256(submission_id.encode()).hexdigest()[:10]
+    return f"streamworker-{safe}-{digest}-a{attempt}"
 
 
 def container_labels(
@@ -97,8 +105,7 @@ def container_config(
             },
             "Memory": memory_bytes,
             "MemorySwap": memory_bytes,
-            "OomKillDisable": False,
-            "PidsLimit": policy.processes + 4,
+            "PidsLimit": policy.processes + PIDS_HEADROOM,
             "NanoCpus": int(policy.cpus * 1e9),
             "Ulimits": [
                 {"Name": "core", "Soft": 0, "Hard": 0},
