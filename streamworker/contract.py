@@ -190,16 +190,26 @@ def _decode_limits(raw: object, sid: str | None) -> dict[str, float]:
             "must be a positive number",
             sid,
         )
+        _expect(abs(value) < 1e15, f"limits.{key}", "is out of range", sid)
         if key in INTEGER_LIMITS:
             _expect(float(value).is_integer(), f"limits.{key}", "must be a whole number", sid)
             value = int(value)
-        _expect(math.isfinite(value), f"limits.{key}", "must be finite", sid)
         out[key] = value
     return out
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"number {literal[:20]} is out of range")
+    return value
+
+
+_JSON_OPTIONS: dict[str, Any] = {"parse_constant": _reject_constant, "parse_float": _finite_float}
 
 
 def decode_submission(data: bytes) -> Submission:
@@ -209,7 +219,7 @@ def decode_submission(data: bytes) -> Submission:
     except UnicodeDecodeError as exc:
         raise InvalidEvent(f"value is not UTF-8: {exc}") from exc
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, **_JSON_OPTIONS)
     except (json.JSONDecodeError, ValueError) as exc:
         raise InvalidEvent(f"value is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
@@ -305,7 +315,7 @@ def decode_submission(data: bytes) -> Submission:
 def salvage_submission_id(data: bytes) -> str | None:
     """Best effort: the submission id of an event that failed validation, if readable."""
     try:
-        obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
     if isinstance(obj, dict):
@@ -318,7 +328,7 @@ def salvage_submission_id(data: bytes) -> str | None:
 def salvage_metadata(data: bytes) -> dict[str, Any]:
     """Best effort: the metadata of an invalid event, echoed only when it is valid itself."""
     try:
-        obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        obj = json.loads(data.decode("utf-8"), **_JSON_OPTIONS)
     except (UnicodeDecodeError, ValueError):
         return {}
     meta = obj.get("metadata") if isinstance(obj, dict) else None
@@ -457,7 +467,9 @@ class ResultEvent:
         }
 
     def encode(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(
+            self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
 
 
 def overall_status(runs: tuple[RunResult, ...] | list[RunResult]) -> Status:

@@ -94,6 +94,12 @@ class Pipeline:
             submission = decode_submission(value)
         except InvalidEvent as exc:
             return self._invalid(value, source, exc, received_at)
+        except Exception as exc:  # a decoder bug must not stall the partition
+            log.exception(
+                "decoding crashed on %s[%d]@%d", source.topic, source.partition, source.offset
+            )
+            wrapped = InvalidEvent(f"undecodable event ({type(exc).__name__}: {exc})")
+            return self._invalid(value, source, wrapped, received_at)
         return Outcome(await self.execute(submission, received_at))
 
     def _invalid(

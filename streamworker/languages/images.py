@@ -406,7 +406,7 @@ async def _bootstrap(docker: Any, lang: Language, plan: _Plan) -> str:
     if returncode != 0:
         if image_id:
             await _drop_quietly(docker, image_id)
-        raise ImageBuildError(f"mmdebstrap exited {returncode}:\n" + "\n".join(tail[-20:]))
+        raise ImageBuildError(f"mmdebstrap exited {returncode}:\n" + "\n".join(tail[-40:]))
     if import_error is not None:
         raise ImageBuildError(f"docker import failed: {import_error}") from import_error
     return image_id

@@ -1,0 +1,235 @@
+"""The wire protocol with the in-container helper `sw-run`."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from streamworker.errors import HelperProtocolError, SandboxError
+from streamworker.sandbox.helper import HELPER_PATH
+from streamworker.sandbox.protocol import (
+    REPORT_MARK,
+    HelperLimits,
+    HelperReport,
+    encode_input,
+    helper_command,
+    new_nonce,
+    split_report,
+)
+
+NONCE = "0123456789abcdef0123456789abcdef"
+OTHER = "ffffffffffffffffffffffffffffffff"
+FIELDS = (
+    "exit=0 signal=0 cpu_us=1500 wall_us=2500000 maxrss_kb=4096 oom_kills=0 "
+    "timed_out=0 output_exceeded=0 overflow_stream=0 out_bytes=12 exec_errno=0"
+)
+
+
+def report_line(nonce: str = NONCE, fields: str = FIELDS) -> bytes:
+    return REPORT_MARK + f"{nonce} {fields}\n".encode()
+
+
+# ----------------------------------------------------------------------------- encode_input
+
+
+class TestEncodeInput:
+    def test_exact_byte_layout(self) -> None:
+        data = encode_input(NONCE, [("main.py", b"print(1)\n"), ("d/x.bin", b"\x00\xff")], b"in")
+        assert data == (
+            f"SWRUN1 {NONCE} 2 2\n".encode()
+            + b"7 9\n"
+            + b"main.py"
+            + b"print(1)\n"
+            + b"7 2\n"
+            + b"d/x.bin"
+            + b"\x00\xff"
+            + b"in"
+        )
+
+    def test_no_files_no_stdin(self) -> None:
+        assert encode_input(NONCE, [], b"") == f"SWRUN1 {NONCE} 0 0\n".encode()
+
+    def test_lengths_are_bytes_not_characters(self) -> None:
+        data = encode_input(NONCE, [("é.py", "✓".encode())], "ü".encode())
+        assert data == (
+            f"SWRUN1 {NONCE} 1 2\n".encode()
+            + b"5 3\n"
+            + "é.py".encode()
+            + "✓".encode()
+            + "ü".encode()
+        )
+
+    def test_stdin_with_newlines_and_header_lookalikes_is_opaque(self) -> None:
+        stdin = b"SWRUN1 fake 9 9\n1 1\nx"
+        data = encode_input(NONCE, [], stdin)
+        header = f"SWRUN1 {NONCE} 0 {len(stdin)}\n".encode()
+        assert data == header + stdin
+
+
+# --------------------------------------------------------------------------- helper_command
+
+
+class TestHelperCommand:
+    def test_argv(self) -> None:
+        limits = HelperLimits(
+            cpu_time_s=2.0, wall_time_s=5.0, output_bytes=1024, file_size_bytes=2048
+        )
+        assert helper_command(limits, ["python3", "main.py", "--flag"]) == [
+            HELPER_PATH,
+            "run",
+            "--cpu-ms",
+            "2000",
+            "--wall-ms",
+            "5000",
+            "--out-bytes",
+            "1024",
+            "--fsize-bytes",
+            "2048",
+            "--nofile",
+            "256",
+            "--",
+            "python3",
+            "main.py",
+            "--flag",
+        ]
+
+    def test_times_round_up_to_at_least_one_millisecond(self) -> None:
+        limits = HelperLimits(0.0001, 1.2345, 1, 1, nofile=16)
+        argv = helper_command(limits, ["x"])
+        assert argv[argv.index("--cpu-ms") + 1] == "1"
+        assert argv[argv.index("--wall-ms") + 1] == "1235"
+        assert argv[argv.index("--nofile") + 1] == "16"
+
+    def test_program_argv_follows_the_separator_verbatim(self) -> None:
+        program = ["--cpu-ms", "999999", "--", "; rm -rf /"]
+        argv = helper_command(HelperLimits(1, 1, 1, 1), program)
+        assert argv[argv.index("--") + 1 :] == program
+        assert argv[argv.index("--cpu-ms") + 1] == "1000"
+
+    def test_helper_is_an_absolute_path(self) -> None:
+        assert HELPER_PATH.startswith("/")
+
+
+# ----------------------------------------------------------------------------- split_report
+
+
+class TestSplitReport:
+    def test_parses_the_report_and_returns_the_programs_stderr(self) -> None:
+        stderr, report = split_report(NONCE, b"warning: x\n" + report_line())
+        assert stderr == b"warning: x\n"
+        assert report == HelperReport(
+            exit_code=0,
+            signal=None,
+            cpu_time_s=0.0015,
+            wall_time_s=2.5,
+            memory_kb=4096,
+            oom_kills=0,
+            timed_out=False,
+            output_exceeded=False,
+            overflow_stream=0,
+            output_bytes=12,
+            exec_errno=0,
+        )
+
+    def test_report_alone(self) -> None:
+        stderr, _ = split_report(NONCE, report_line())
+        assert stderr == b""
+
+    def test_signal_and_sentinels(self) -> None:
+        fields = (
+            "exit=-1 signal=11 cpu_us=1 wall_us=2 maxrss_kb=3 oom_kills=-1 timed_out=1 "
+            "output_exceeded=1 overflow_stream=2 out_bytes=4 exec_errno=0"
+        )
+        _, report = split_report(NONCE, report_line(fields=fields))
+        assert report.exit_code is None
+        assert report.signal == 11
+        assert report.oom_kills is None
+        assert report.timed_out is True
+        assert report.output_exceeded is True
+        assert report.overflow_stream == 2
+
+    def test_exec_errno(self) -> None:
+        _, report = split_report(
+            NONCE, report_line(fields=FIELDS.replace("exec_errno=0", "exec_errno=2"))
+        )
+        assert report.exec_errno == 2
+
+    def test_overflow_stream_defaults_to_zero(self) -> None:
+        _, report = split_report(
+            NONCE, report_line(fields=FIELDS.replace("overflow_stream=0 ", ""))
+        )
+        assert report.overflow_stream == 0
+
+    def test_takes_the_last_report_with_our_nonce(self) -> None:
+        first = report_line(fields=FIELDS.replace("exit=0", "exit=1"))
+        last = report_line(fields=FIELDS.replace("exit=0", "exit=2"))
+        stderr, report = split_report(NONCE, b"a" + first + b"b" + last)
+        assert report.exit_code == 2
+        assert stderr == b"a" + first + b"b"
+
+    def test_forged_report_with_another_nonce_is_program_output(self) -> None:
+        forged = report_line(OTHER, FIELDS.replace("cpu_us=1500", "cpu_us=1"))
+        real = report_line(fields=FIELDS.replace("exit=0", "exit=3"))
+        stderr, report = split_report(NONCE, forged + real)
+        assert report.exit_code == 3
+        assert report.cpu_time_s == 0.0015
+        assert stderr == forged
+
+    def test_forged_report_after_the_real_one_is_ignored(self) -> None:
+        real = report_line(fields=FIELDS.replace("exit=0", "exit=3"))
+        forged = report_line(OTHER)
+        _, report = split_report(NONCE, real + forged)
+        assert report.exit_code == 3
+
+    def test_only_a_forged_report_is_no_report(self) -> None:
+        with pytest.raises(HelperProtocolError):
+            split_report(NONCE, b"out\n" + report_line(OTHER))
+
+    def test_nonce_prefix_is_not_our_nonce(self) -> None:
+        with pytest.raises(HelperProtocolError):
+            split_report(NONCE, report_line(NONCE[:-1]))
+        with pytest.raises(HelperProtocolError):
+            split_report(NONCE, report_line(NONCE + "0"))
+
+    def test_mark_without_the_record_separator_is_not_a_report(self) -> None:
+        with pytest.raises(HelperProtocolError):
+            split_report(NONCE, f"SWRUN {NONCE} {FIELDS}\n".encode())
+
+    def test_missing_report_quotes_the_stderr_tail(self) -> None:
+        with pytest.raises(HelperProtocolError) as info:
+            split_report(NONCE, b"x" * 1000 + b"Killed")
+        assert "Killed" in str(info.value)
+        assert len(str(info.value)) < 450
+        assert isinstance(info.value, SandboxError)
+        assert info.value.code == "sandbox.helper_protocol"
+
+    def test_empty_stderr_is_no_report(self) -> None:
+        with pytest.raises(HelperProtocolError):
+            split_report(NONCE, b"")
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            "",
+            FIELDS.replace("exit=0 ", ""),
+            FIELDS.replace("maxrss_kb=4096", "maxrss_kb=lots"),
+            FIELDS.replace("cpu_us=1500", "cpu_us="),
+            FIELDS.replace("exec_errno=0", ""),
+            FIELDS.replace("signal=0", "signal=1.5"),
+        ],
+    )
+    def test_malformed_report(self, fields: str) -> None:
+        with pytest.raises(HelperProtocolError) as info:
+            split_report(NONCE, report_line(fields=fields))
+        assert "malformed" in str(info.value)
+
+    def test_truncated_report_without_newline(self) -> None:
+        with pytest.raises(HelperProtocolError):
+            split_report(NONCE, report_line()[:-30])
+
+
+def test_new_nonce_is_32_hex_chars_and_fresh() -> None:
+    nonces = {new_nonce() for _ in range(100)}
+    assert len(nonces) == 100
+    assert all(re.fullmatch(r"[0-9a-f]{32}", n) for n in nonces)
