@@ -478,3 +478,48 @@ def overall_status(runs: tuple[RunResult, ...] | list[RunResult]) -> Status:
         if run.status is not Status.ACCEPTED:
             return run.status
     return Status.ACCEPTED
+
+
+class DockerStatus(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True)
+class DockerHealthEvent:
+    """A Docker-health event (`streamworker.docker-health`, key = worker id)."""
+
+    worker_id: str
+    status: DockerStatus
+    reason: str | None
+    reachable: bool
+    connection: str
+    version: str | None
+    api_version: str | None
+    ping_ms: float | None
+    containers_running: int | None
+    missing_images: tuple[str, ...]
+    observed_at: datetime
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "schema_version": self.schema_version,
+            "status": self.status.value,
+            "reason": self.reason,
+            "docker": {
+                "reachable": self.reachable,
+                "connection": self.connection,
+                "version": self.version,
+                "api_version": self.api_version,
+                "ping_ms": self.ping_ms,
+                "containers_running": self.containers_running,
+                "missing_images": list(self.missing_images),
+            },
+            "observed_at": iso(self.observed_at),
+        }
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
