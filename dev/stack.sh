@@ -1,0 +1,584 @@
+#!/usr/bin/env bash
+# The local stack: Docker engine, Apache Kafka (KRaft) on 127.0.0.1:9092,
+# PostgreSQL on 127.0.0.1:5432 and, on request, one worker on 127.0.0.1:6066.
+#
+#   dev/stack.sh up | down | status
+#   dev/stack.sh up-docker | up-kafka | up-postgres | up-worker
+#   dev/stack.sh down-docker | down-kafka | down-postgres | down-worker
+#
+# Idempotent: `up` starts only what does not answer; `down` stops only what this
+# script started (a Docker engine somebody else started is left alone).
+# Everything it keeps lives under .state/ (gitignored). See dev/README.md.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="$ROOT/.state"
+LOGS="$STATE/logs"
+
+DOCKER_WAIT_S=60
+DOCKER_PIDFILE="$STATE/docker/dockerd.pid"
+
+KAFKA_HOST=127.0.0.1
+KAFKA_PORT=9092
+KAFKA_WAIT_S=90
+KAFKA_STOP_WAIT_S=60
+KAFKA_POM="$ROOT/dev/kafka/pom.xml"
+KAFKA_DIR="$STATE/kafka"
+KAFKA_LIB="$KAFKA_DIR/lib"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_CONFIG="$KAFKA_DIR/server.properties"
+KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
+KAFKA_HEAP_OPTS=(-Xms256m -Xmx512m)
+
+PG_VERSION=15
+PG_CLUSTER=main
+PG_HOST=127.0.0.1
+PG_PORT=5432
+PG_WAIT_S=60
+PG_DB=streamworker
+PG_USER=streamworker
+PG_PASSWORD=streamworker
+PG_URL="postgresql://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB"
+
+WORKER_BIN="$ROOT/.venv/bin/streamworker"
+WORKER_HEALTH_URL="http://127.0.0.1:6066/health"
+WORKER_WAIT_S=60
+WORKER_STOP_WAIT_S=30
+WORKER_PIDFILE="$STATE/worker/worker.pid"
+
+# --- helpers ---------------------------------------------------------------
+
+say() { printf 'stack: %s\n' "$*"; }
+die() {
+  printf 'stack: error: %s\n' "$*" >&2
+  exit 1
+}
+
+# Run "$@" as root. Closes fd 9 (the stack lock): a daemon started through it,
+# like postgres under pg_ctlcluster, would otherwise hold the lock forever.
+as_root() {
+  if [[ $EUID -eq 0 ]]; then
+    "$@" 9>&-
+  elif command -v sudo >/dev/null; then
+    sudo "$@" 9>&-
+  else
+    die "need root (or sudo) for: $*"
+  fi
+}
+
+# Install Debian packages; refresh the package lists once if the first try fails.
+apt_install() {
+  say "apt: installing $*"
+  local log="$LOGS/apt.log"
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$log" 2>&1; then
+    as_root apt-get update -q >>"$log" 2>&1 || true
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$log" 2>&1 ||
+      die "apt-get install $* failed; see $log"
+  fi
+}
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# The pid in $1 if that process is alive and its command line contains $2.
+live_pid() {
+  local pidfile=$1 pattern=$2 pid cmdline
+  [[ -s $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *"$pattern"* ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+# Start "$@" detached in its own session, logging to $2, pid to $1 (written by
+# the process itself, so it is right whether or not setsid forks). The child
+# must not inherit fd 9, the stack lock, or the lock would outlive this script.
+spawn() {
+  local pidfile=$1 log=$2
+  shift 2
+  mkdir -p "$(dirname "$pidfile")" "$(dirname "$log")"
+  printf '\n=== %s: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$log"
+  # shellcheck disable=SC2016  # $$ and $@ are expanded by the inner shell
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$log" 2>&1 </dev/null 9>&- &
+  local i
+  for i in $(seq 50); do
+    [[ -s $pidfile ]] && return 0
+    sleep 0.1
+  done
+  die "could not start $1 (no pid file); see $log"
+}
+
+# Send SIGTERM, wait up to $3 s, then SIGKILL.
+stop_pid() {
+  local pid=$1 name=$2 wait_s=$3 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < wait_s * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  say "$name: still running after ${wait_s}s, sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  sleep 0.5
+}
+
+tail_log() {
+  if [[ -f $1 ]]; then
+    tail -n "${2:-20}" "$1" | sed 's/^/    | /' >&2
+  fi
+}
+
+# --- Docker ----------------------------------------------------------------
+
+docker_answers() { command -v docker >/dev/null && timeout 15 docker info >/dev/null 2>&1; }
+
+up_docker() {
+  command -v mmdebstrap >/dev/null || apt_install mmdebstrap
+  if docker_answers; then
+    say "docker: up (engine $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+    return 0
+  fi
+  if [[ -n ${DOCKER_HOST:-} && $DOCKER_HOST != unix:///var/run/docker.sock ]]; then
+    die "docker: DOCKER_HOST=$DOCKER_HOST does not answer; not starting a local engine"
+  fi
+  command -v dockerd >/dev/null || apt_install docker.io
+  command -v docker >/dev/null || apt_install docker.io
+  if ! live_pid "$DOCKER_PIDFILE" dockerd >/dev/null; then
+    if pgrep -x dockerd >/dev/null; then
+      say "docker: a dockerd is running but does not answer yet; waiting for it"
+    else
+      [[ $EUID -eq 0 ]] || die "docker: starting dockerd needs root"
+      say "docker: starting dockerd (log: ${LOGS#"$ROOT"/}/dockerd.log)"
+      spawn "$DOCKER_PIDFILE" "$LOGS/dockerd.log" dockerd
+    fi
+  fi
+  local deadline=$((SECONDS + DOCKER_WAIT_S))
+  until docker_answers; do
+    if ((SECONDS >= deadline)); then
+      tail_log "$LOGS/dockerd.log"
+      die "docker: engine did not answer within ${DOCKER_WAIT_S}s; see $LOGS/dockerd.log"
+    fi
+    sleep 1
+  done
+  say "docker: up (engine $(docker version --format '{{.Server.Version}}'))"
+}
+
+down_docker() {
+  local pid
+  if pid=$(live_pid "$DOCKER_PIDFILE" dockerd); then
+    say "docker: stopping dockerd (pid $pid)"
+    stop_pid "$pid" docker 60
+    rm -f "$DOCKER_PIDFILE"
+  elif docker_answers; then
+    say "docker: engine not started by stack.sh; leaving it running"
+  else
+    say "docker: not running"
+  fi
+}
+
+status_docker() {
+  if docker_answers; then
+    local who=external
+    live_pid "$DOCKER_PIDFILE" dockerd >/dev/null && who=stack.sh
+    say "docker: up (engine $(docker version --format '{{.Server.Version}}'), started by $who)"
+  else
+    say "docker: down"
+    return 1
+  fi
+}
+
+# --- Kafka -----------------------------------------------------------------
+
+ensure_java() {
+  local major
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  major=$(java -XshowSettings:properties -version 2>&1 |
+    sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p')
+  [[ ${major:-0} -ge 17 ]] || die "kafka: needs Java 17 or newer, found ${major:-none}"
+}
+
+# Copy the jars that dev/kafka/pom.xml resolves into .state/kafka/lib, once per pom.
+kafka_jars() {
+  local stamp="$KAFKA_LIB/.pom.sha256" want
+  want=$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)
+  [[ -f $stamp && $(<"$stamp") == "$want" ]] && return 0
+  command -v mvn >/dev/null || apt_install maven
+  say "kafka: resolving jars with Maven (log: ${LOGS#"$ROOT"/}/maven.log)"
+  local tmp="$KAFKA_DIR/lib.tmp"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  if ! mvn -q -B -f "$KAFKA_POM" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$LOGS/maven.log" 2>&1; then
+    tail_log "$LOGS/maven.log"
+    die "kafka: Maven could not resolve the jars; see $LOGS/maven.log"
+  fi
+  rm -rf "$KAFKA_LIB"
+  mv "$tmp" "$KAFKA_LIB"
+  printf '%s\n' "$want" >"$stamp"
+}
+
+# Run a Kafka class from the cached jars (tools log to their own directory).
+kafka_java() {
+  java -Xmx256m -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$LOGS/kafka-tools" \
+    -Dlog4j2.configurationFile="$ROOT/dev/kafka/log4j2.properties" \
+    -cp "$KAFKA_LIB/*" "$@"
+}
+
+kafka_render_config() {
+  mkdir -p "$KAFKA_DATA"
+  sed "s|^log\.dirs=.*|log.dirs=$KAFKA_DATA|" "$ROOT/dev/kafka/server.properties" >"$KAFKA_CONFIG.tmp"
+  mv "$KAFKA_CONFIG.tmp" "$KAFKA_CONFIG"
+}
+
+# Format the KRaft storage once; the cluster id is kept in .state/kafka/cluster-id.
+kafka_format() {
+  [[ -f $KAFKA_DATA/meta.properties ]] && return 0
+  local id_file="$KAFKA_DIR/cluster-id"
+  if [[ ! -s $id_file ]]; then
+    kafka_java kafka.tools.StorageTool random-uuid >"$id_file.tmp" 2>>"$LOGS/kafka-tools.log"
+    mv "$id_file.tmp" "$id_file"
+  fi
+  say "kafka: formatting storage (cluster id $(<"$id_file"))"
+  kafka_java kafka.tools.StorageTool format --ignore-formatted \
+    -t "$(<"$id_file")" -c "$KAFKA_CONFIG" >>"$LOGS/kafka-tools.log" 2>&1 ||
+    die "kafka: formatting the storage failed; see $LOGS/kafka-tools.log"
+}
+
+# The broker answers a metadata request (listing topics).
+kafka_answers() {
+  port_open "$KAFKA_HOST" "$KAFKA_PORT" || return 1
+  timeout 30 java -Xmx128m -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$LOGS/kafka-tools" \
+    -Dlog4j2.configurationFile="$ROOT/dev/kafka/log4j2.properties" \
+    -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" --list >/dev/null 2>>"$LOGS/kafka-tools.log"
+}
+
+up_kafka() {
+  mkdir -p "$KAFKA_DIR" "$LOGS"
+  local pid
+  if pid=$(live_pid "$KAFKA_PIDFILE" kafka.Kafka) && port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+    say "kafka: up (pid $pid, $KAFKA_HOST:$KAFKA_PORT)"
+    return 0
+  fi
+  ensure_java
+  # Jars are (re)resolved only while none of our brokers runs from them.
+  [[ -n ${pid:-} ]] || kafka_jars
+  if [[ -z ${pid:-} ]] && port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+    kafka_answers || die "kafka: $KAFKA_HOST:$KAFKA_PORT is taken by something that is not Kafka"
+    say "kafka: up ($KAFKA_HOST:$KAFKA_PORT, not started by stack.sh)"
+    return 0
+  fi
+  if [[ -z ${pid:-} ]]; then
+    kafka_render_config
+    kafka_format
+    say "kafka: starting broker (log: ${LOGS#"$ROOT"/}/kafka/server.log)"
+    spawn "$KAFKA_PIDFILE" "$LOGS/kafka.out" java "${KAFKA_HEAP_OPTS[@]}" \
+      -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+      -Djava.awt.headless=true \
+      -Dkafka.logs.dir="$LOGS/kafka" \
+      -Dlog4j2.configurationFile="$ROOT/dev/kafka/log4j2.properties" \
+      -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_CONFIG"
+  fi
+  local deadline=$((SECONDS + KAFKA_WAIT_S))
+  until kafka_answers; do
+    if ! live_pid "$KAFKA_PIDFILE" kafka.Kafka >/dev/null; then
+      tail_log "$LOGS/kafka.out"
+      tail_log "$LOGS/kafka/server.log"
+      die "kafka: the broker exited; see $LOGS/kafka/server.log"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail_log "$LOGS/kafka/server.log"
+      die "kafka: no metadata answer on $KAFKA_HOST:$KAFKA_PORT within ${KAFKA_WAIT_S}s"
+    fi
+    sleep 0.5
+  done
+  say "kafka: up (pid $(<"$KAFKA_PIDFILE"), $KAFKA_HOST:$KAFKA_PORT)"
+}
+
+down_kafka() {
+  local pid
+  if pid=$(live_pid "$KAFKA_PIDFILE" kafka.Kafka); then
+    say "kafka: stopping (pid $pid)"
+    stop_pid "$pid" kafka "$KAFKA_STOP_WAIT_S"
+    rm -f "$KAFKA_PIDFILE"
+    say "kafka: stopped"
+  elif port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+    say "kafka: $KAFKA_HOST:$KAFKA_PORT not started by stack.sh; leaving it running"
+  else
+    rm -f "$KAFKA_PIDFILE"
+    say "kafka: not running"
+  fi
+}
+
+status_kafka() {
+  local pid
+  if pid=$(live_pid "$KAFKA_PIDFILE" kafka.Kafka) && port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+    say "kafka: up (pid $pid, $KAFKA_HOST:$KAFKA_PORT)"
+  elif port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+    say "kafka: $KAFKA_HOST:$KAFKA_PORT open, not started by stack.sh"
+  else
+    say "kafka: down"
+    return 1
+  fi
+}
+
+# --- PostgreSQL ------------------------------------------------------------
+
+pg_as_postgres() { (cd / && as_root runuser -u postgres -- "$@"); }
+
+pg_cluster_running() { as_root pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" status >/dev/null 2>&1; }
+
+pg_app_answers() {
+  PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 psql -X -q -t -A -h "$PG_HOST" -p "$PG_PORT" \
+    -U "$PG_USER" -d "$PG_DB" -c 'SELECT 1' >/dev/null 2>&1
+}
+
+# Loopback only, our port, password auth on 127.0.0.1, through a conf.d drop-in
+# (Debian's postgresql.conf includes conf.d/). Echoes "changed" when it edited a file.
+pg_configure() {
+  local conf="/etc/postgresql/$PG_VERSION/$PG_CLUSTER" changed="" want
+  want=$(printf "# Written by streamworker's dev/stack.sh.\nlisten_addresses = '%s'\nport = %s\n" \
+    "$PG_HOST" "$PG_PORT")
+  if [[ $(as_root cat "$conf/conf.d/streamworker.conf" 2>/dev/null) != "$want" ]]; then
+    printf '%s\n' "$want" | as_root tee "$conf/conf.d/streamworker.conf" >/dev/null
+    changed=1
+  fi
+  # pg_ctlcluster and pg_lsclusters read the port from postgresql.conf itself.
+  if [[ $(as_root pg_conftool -s "$PG_VERSION" "$PG_CLUSTER" show port 2>/dev/null) != "$PG_PORT" ]]; then
+    as_root pg_conftool "$PG_VERSION" "$PG_CLUSTER" set port "$PG_PORT" >/dev/null
+    changed=1
+  fi
+  if ! as_root grep -Eq "^host[[:space:]]+(all|$PG_DB)[[:space:]]+(all|$PG_USER)[[:space:]]+127\.0\.0\.1/32[[:space:]]+(scram-sha-256|md5)" "$conf/pg_hba.conf"; then
+    printf 'host\t%s\t%s\t127.0.0.1/32\tscram-sha-256\n' "$PG_DB" "$PG_USER" |
+      as_root tee -a "$conf/pg_hba.conf" >/dev/null
+    changed=1
+  fi
+  [[ -z $changed ]] || echo changed
+}
+
+pg_ensure_role_and_db() {
+  pg_as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres >/dev/null <<SQL
+DO \$\$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
+    CREATE ROLE $PG_USER LOGIN;
+  END IF;
+END
+\$\$;
+SET password_encryption = 'scram-sha-256';
+ALTER ROLE $PG_USER WITH LOGIN PASSWORD '$PG_PASSWORD';
+SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_DB')\gexec
+ALTER DATABASE $PG_DB OWNER TO $PG_USER;
+SQL
+}
+
+up_postgres() {
+  mkdir -p "$LOGS"
+  if [[ ! -x /usr/lib/postgresql/$PG_VERSION/bin/postgres ]] || ! command -v pg_ctlcluster >/dev/null; then
+    apt_install "postgresql-$PG_VERSION" "postgresql-client-$PG_VERSION"
+  fi
+  if [[ ! -f /etc/postgresql/$PG_VERSION/$PG_CLUSTER/postgresql.conf ]]; then
+    say "postgres: creating cluster $PG_VERSION/$PG_CLUSTER"
+    as_root pg_createcluster "$PG_VERSION" "$PG_CLUSTER" --port "$PG_PORT" \
+      -- --auth-local=peer --auth-host=scram-sha-256 >>"$LOGS/postgres-setup.log" 2>&1 ||
+      die "postgres: pg_createcluster failed; see $LOGS/postgres-setup.log"
+  fi
+  local changed
+  changed=$(pg_configure)
+  if pg_cluster_running; then
+    if [[ -n $changed ]]; then
+      say "postgres: configuration changed, restarting cluster $PG_VERSION/$PG_CLUSTER"
+      as_root pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" restart -m fast
+    fi
+  else
+    if port_open "$PG_HOST" "$PG_PORT"; then
+      pg_app_answers && {
+        say "postgres: up ($PG_HOST:$PG_PORT, not cluster $PG_VERSION/$PG_CLUSTER; database $PG_DB answers)"
+        return 0
+      }
+      die "postgres: $PG_HOST:$PG_PORT is taken by another process"
+    fi
+    say "postgres: starting cluster $PG_VERSION/$PG_CLUSTER"
+    as_root pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start ||
+      die "postgres: pg_ctlcluster start failed; see /var/log/postgresql/postgresql-$PG_VERSION-$PG_CLUSTER.log"
+  fi
+  local deadline=$((SECONDS + PG_WAIT_S))
+  until pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; do
+    if ((SECONDS >= deadline)); then
+      tail_log "/var/log/postgresql/postgresql-$PG_VERSION-$PG_CLUSTER.log"
+      die "postgres: not ready on $PG_HOST:$PG_PORT within ${PG_WAIT_S}s"
+    fi
+    sleep 0.5
+  done
+  pg_ensure_role_and_db || die "postgres: could not create role/database $PG_USER/$PG_DB"
+  pg_app_answers || die "postgres: cannot log in as $PG_URL"
+  say "postgres: up ($PG_HOST:$PG_PORT, database $PG_DB)"
+}
+
+down_postgres() {
+  if command -v pg_ctlcluster >/dev/null && pg_cluster_running; then
+    say "postgres: stopping cluster $PG_VERSION/$PG_CLUSTER"
+    as_root pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" stop -m fast
+    say "postgres: stopped"
+  else
+    say "postgres: cluster $PG_VERSION/$PG_CLUSTER not running"
+  fi
+}
+
+status_postgres() {
+  if pg_app_answers; then
+    say "postgres: up ($PG_HOST:$PG_PORT, database $PG_DB)"
+  elif port_open "$PG_HOST" "$PG_PORT"; then
+    say "postgres: $PG_HOST:$PG_PORT open, but $PG_USER cannot log in to $PG_DB (run: dev/stack.sh up-postgres)"
+    return 1
+  else
+    say "postgres: down"
+    return 1
+  fi
+}
+
+# --- worker ----------------------------------------------------------------
+
+# Any HTTP answer counts: 503 means the worker is up but a dependency is not.
+worker_http_code() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$WORKER_HEALTH_URL" 2>/dev/null || true
+}
+
+worker_answers() {
+  local code
+  code=$(worker_http_code)
+  [[ -n $code && $code != 000 ]]
+}
+
+up_worker() {
+  local pid
+  command -v curl >/dev/null || apt_install curl
+  if ! pid=$(live_pid "$WORKER_PIDFILE" "streamworker worker"); then
+    pid=""
+    if worker_answers; then
+      say "worker: $WORKER_HEALTH_URL already answers (not started by stack.sh)"
+      return 0
+    fi
+    [[ -x $WORKER_BIN ]] || die "worker: $WORKER_BIN not found; install the package into .venv first"
+    (
+      cd "$ROOT"
+      # The stack's worker uses the stack's database unless told otherwise.
+      export STREAMWORKER_DATABASE_URL="${STREAMWORKER_DATABASE_URL:-postgresql+asyncpg://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB}"
+      say "worker: applying database migrations"
+      if ! "$WORKER_BIN" db upgrade >>"$LOGS/worker.log" 2>&1 </dev/null; then
+        tail_log "$LOGS/worker.log"
+        die "worker: 'streamworker db upgrade' failed; see $LOGS/worker.log"
+      fi
+      say "worker: starting (log: ${LOGS#"$ROOT"/}/worker.log)"
+      spawn "$WORKER_PIDFILE" "$LOGS/worker.log" "$WORKER_BIN" worker
+    )
+  fi
+  local deadline=$((SECONDS + WORKER_WAIT_S))
+  until worker_answers; do
+    if ! live_pid "$WORKER_PIDFILE" "streamworker worker" >/dev/null; then
+      tail_log "$LOGS/worker.log" 30
+      die "worker: exited before $WORKER_HEALTH_URL answered; see $LOGS/worker.log"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail_log "$LOGS/worker.log" 30
+      die "worker: $WORKER_HEALTH_URL did not answer within ${WORKER_WAIT_S}s; see $LOGS/worker.log"
+    fi
+    sleep 1
+  done
+  say "worker: up (pid $(<"$WORKER_PIDFILE"), $WORKER_HEALTH_URL -> HTTP $(worker_http_code))"
+}
+
+down_worker() {
+  local pid
+  if pid=$(live_pid "$WORKER_PIDFILE" "streamworker worker"); then
+    say "worker: stopping (pid $pid)"
+    stop_pid "$pid" worker "$WORKER_STOP_WAIT_S"
+    rm -f "$WORKER_PIDFILE"
+    say "worker: stopped"
+  else
+    rm -f "$WORKER_PIDFILE"
+    say "worker: not running"
+  fi
+}
+
+status_worker() {
+  local pid
+  if pid=$(live_pid "$WORKER_PIDFILE" "streamworker worker"); then
+    say "worker: running (pid $pid, $WORKER_HEALTH_URL -> HTTP $(worker_http_code))"
+  elif worker_answers; then
+    say "worker: $WORKER_HEALTH_URL answers (HTTP $(worker_http_code)), not started by stack.sh"
+  else
+    say "worker: down"
+    return 1
+  fi
+}
+
+# --- main ------------------------------------------------------------------
+
+usage() {
+  cat <<EOF
+usage: dev/stack.sh COMMAND
+  up            start Docker, PostgreSQL and Kafka (only what is not running)
+  down          stop the worker, Kafka, PostgreSQL and a Docker engine started by this script
+  status        show each service; exit 1 if Docker, Kafka or PostgreSQL is down
+  up-docker | up-kafka | up-postgres | up-worker
+  down-docker | down-kafka | down-postgres | down-worker
+EOF
+}
+
+main() {
+  local cmd=${1:-}
+  case $cmd in
+    up | down | status | up-* | down-*) ;;
+    -h | --help | help)
+      usage
+      return 0
+      ;;
+    *)
+      usage >&2
+      return 2
+      ;;
+  esac
+  mkdir -p "$STATE" "$LOGS"
+  # One stack.sh at a time: concurrent `up`s would race on pid files and ports.
+  exec 9>"$STATE/stack.lock"
+  flock -w 300 9 || die "another dev/stack.sh is still running (lock $STATE/stack.lock)"
+  local t0=$SECONDS rc=0
+  case $cmd in
+    up)
+      up_docker
+      up_postgres
+      up_kafka
+      say "up in $((SECONDS - t0))s"
+      ;;
+    down)
+      down_worker
+      down_kafka
+      down_postgres
+      down_docker
+      ;;
+    status)
+      status_docker || rc=1
+      status_kafka || rc=1
+      status_postgres || rc=1
+      status_worker || true
+      return "$rc"
+      ;;
+    up-docker) up_docker ;;
+    up-kafka) up_kafka ;;
+    up-postgres) up_postgres ;;
+    up-worker) up_worker ;;
+    down-docker) down_docker ;;
+    down-kafka) down_kafka ;;
+    down-postgres) down_postgres ;;
+    down-worker) down_worker ;;
+    *)
+      usage >&2
+      return 2
+      ;;
+  esac
+}
+
+main "$@"
