@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streamworker.audit.store import AuditStore
+from streamworker.client import topic_partitions
 from streamworker.settings import load_settings
 
 CONFORMANCE = Path(__file__).resolve().parent.parent / "streamworker/languages/conformance"
@@ -41,17 +42,19 @@ def samples() -> list[dict[str, Any]]:
     events = [sample(lang, "hello") for lang in LANGUAGES]
     events.append(sample("python", "echo"))
     events.append(sample("c", "compile_error"))
-    events.append({
-        "submission_id": f"demo-judge-{uuid.uuid4().hex[:6]}",
-        "language": "python",
-        "source": "a, b = map(int, input().split())\nprint(a + b)\n",
-        "test_cases": [
-            {"id": "small", "stdin": "1 2\n", "expected_output": "3\n"},
-            {"id": "large", "stdin": "1000000 2000000\n", "expected_output": "3000000\n"},
-            {"id": "wrong", "stdin": "2 2\n", "expected_output": "5\n"},
-        ],
-        "metadata": {"demo": True, "case": "test_cases"},
-    })
+    events.append(
+        {
+            "submission_id": f"demo-judge-{uuid.uuid4().hex[:6]}",
+            "language": "python",
+            "source": "a, b = map(int, input().split())\nprint(a + b)\n",
+            "test_cases": [
+                {"id": "small", "stdin": "1 2\n", "expected_output": "3\n"},
+                {"id": "large", "stdin": "1000000 2000000\n", "expected_output": "3000000\n"},
+                {"id": "wrong", "stdin": "2 2\n", "expected_output": "5\n"},
+            ],
+            "metadata": {"demo": True, "case": "test_cases"},
+        }
+    )
     return events
 
 
@@ -59,23 +62,25 @@ async def main() -> int:
     settings = load_settings()
     events = samples()
     consumer = AIOKafkaConsumer(
-        settings.topics.results,
         bootstrap_servers=settings.kafka_bootstrap,
         isolation_level="read_committed",
-        auto_offset_reset="latest",
-        group_id=f"demo-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
     )
     await consumer.start()
-    while not consumer.assignment():  # wait for the assignment so "latest" is before our sends
-        await asyncio.sleep(0.1)
-    for tp in consumer.assignment():
+    partitions = await topic_partitions(consumer, settings.topics.results)
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:  # pin "the end" before our sends
         await consumer.position(tp)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     began = time.monotonic()
     for event in events:
-        await producer.send_and_wait(settings.topics.submissions, json.dumps(event).encode(),
-                                     key=event["submission_id"].encode())
+        await producer.send_and_wait(
+            settings.topics.submissions,
+            json.dumps(event).encode(),
+            key=event["submission_id"].encode(),
+        )
     await producer.stop()
     print(f"sent {len(events)} submissions to {settings.topics.submissions}\n")
     wanted = {e["submission_id"] for e in events}
@@ -89,8 +94,10 @@ async def main() -> int:
                     runs = result["runs"]
                     first = runs[0] if runs else (result["compile"] or {})
                     out = (first.get("stdout") or first.get("stderr") or "").strip()
-                    print(f"{time.monotonic() - began:6.2f}s  {result['language']:<10} "
-                          f"{result['status']:<18} {out.splitlines()[0][:50] if out else ''}")
+                    print(
+                        f"{time.monotonic() - began:6.2f}s  {result['language']:<10} "
+                        f"{result['status']:<18} {out.splitlines()[0][:50] if out else ''}"
+                    )
                     if len(results) == len(wanted):
                         break
     except TimeoutError:
@@ -104,12 +111,16 @@ async def main() -> int:
         rows = await store.list_executions(limit=len(events))
     finally:
         await store.close()
-    print("\nSQL: SELECT submission_id, language, status, judge0_status_id, cpu_time_s, "
-          "memory_kb, attempts FROM executions ORDER BY received_at DESC")
+    print(
+        "\nSQL: SELECT submission_id, language, status, judge0_status_id, cpu_time_s, "
+        "memory_kb, attempts FROM executions ORDER BY received_at DESC"
+    )
     for row in rows:
-        print(f"  {row['submission_id']:<40} {row['language'] or '-':<10} "
-              f"{row['status'] or '(running)':<18} {row['judge0_status_id']!s:<4} "
-              f"{row['cpu_time_s']!s:<10} {row['memory_kb']!s:<8} {row['attempts']}")
+        print(
+            f"  {row['submission_id']:<40} {row['language'] or '-':<10} "
+            f"{row['status'] or '(running)':<18} {row['judge0_status_id']!s:<4} "
+            f"{row['cpu_time_s']!s:<10} {row['memory_kb']!s:<8} {row['attempts']}"
+        )
     return 0 if len(results) == len(wanted) else 1
 
 

@@ -52,7 +52,7 @@ async def submit_and_wait(
     await consumer.start()
     await producer.start()
     try:
-        partitions = await _partitions(consumer, settings.topics.results)
+        partitions = await topic_partitions(consumer, settings.topics.results)
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # resolve the end offsets now, before we produce
@@ -71,7 +71,7 @@ async def submit_and_wait(
     raise TimeoutError(f"no result for {sid} within {timeout_s}s")
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """The topic's partitions; asking for them creates the topic if auto-create is on."""
     for _ in range(50):
         await consumer._client.force_metadata_update()
