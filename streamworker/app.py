@@ -6,7 +6,10 @@ Faust and Kafka types stop here; the logic lives in `streamworker.pipeline`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import faust
@@ -21,7 +24,32 @@ from streamworker.topics import ensure_topics
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> tuple[faust.App, WorkerRuntime]:
+class KeyLocks:
+    """Per-key mutual exclusion that forgets keys nobody holds."""
+
+    def __init__(self) -> None:
+        self._locks: dict[bytes, asyncio.Lock] = {}
+        self._users: dict[bytes, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: bytes | None) -> AsyncIterator[None]:
+        if key is None:
+            yield
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+
+def create_app(
+    settings: Settings, partitions: int | None = None
+) -> tuple[faust.App, WorkerRuntime]:
     """A Faust app for `settings`, with its agent, startup task and HTTP pages."""
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -36,7 +64,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerRuntime]:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         producer_linger_ms=0,
-        topic_allow_declare=False,
+        topic_allow_declare=True,
         topic_disable_leader=True,
         store="memory://",
         table_cleanup_interval=3600.0,
@@ -51,15 +79,40 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerRuntime]:
     submissions = app.topic(settings.topics.submissions, **raw)
     results = app.topic(settings.topics.results, **raw)
     dlq = app.topic(settings.topics.dlq, **raw)
+    # Submission ids answered and committed: written in the same Kafka transaction as the
+    # result and the consumer offset (exactly_once), so a duplicate is skipped for sure.
+    answered = app.Table(
+        "answered",
+        default=None,
+        partitions=partitions or settings.topic_partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
 
-    async def publish(outcome: Outcome) -> None:
+    def remember(key: bytes | None, submission_id: str, event_id: str) -> None:
+        # Only events keyed by their submission id are co-partitioned with the table.
+        if key == submission_id.encode():
+            answered[key] = event_id.encode()
+
+    def is_answered(key: bytes | None) -> Callable[[str], bool]:
+        return lambda sid: key == sid.encode() and answered.get(key) is not None
+
+    key_locks = KeyLocks()
+
+    async def publish(outcome: Outcome, key: bytes | None) -> None:
         if outcome.dead_letter is not None:
             dead = outcome.dead_letter
             await dlq.send(key=dead.key, value=dead.value, headers=dead.headers)
         if outcome.result is not None:
             result = outcome.result
             await results.send(key=result.submission_id.encode(), value=result.encode())
+            remember(key, result.submission_id, result.event_id)
             runtime.pipeline.record_published(result)
+        if outcome.republish is not None:
+            stored = outcome.republish
+            sid = str(stored["submission_id"])
+            await results.send(key=sid.encode(), value=json.dumps(stored).encode())
+            remember(key, sid, str(stored["event_id"]))
 
     @app.agent(submissions, concurrency=settings.concurrency)
     async def judge_submissions(stream: faust.StreamT[bytes]) -> None:
@@ -75,8 +128,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerRuntime]:
                 headers=list(headers.items()) if isinstance(headers, dict) else headers or [],
             )
             value = message.value if isinstance(message.value, bytes) else bytes(message.value)
-            outcome = await runtime.pipeline.handle(value, source)
-            await publish(outcome)
+            async with key_locks.hold(message.key):  # one run per submission id at a time
+                outcome = await runtime.pipeline.handle(value, source, is_answered(message.key))
+                await publish(outcome, message.key)
 
     async def start_runtime() -> None:
         await runtime.start()
@@ -101,7 +155,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerRuntime]:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker until SIGTERM/SIGINT (blocking)."""
-    asyncio.run(ensure_topics(settings))
-    app, _ = create_app(settings)
+    partitions = asyncio.run(ensure_topics(settings))
+    app, _ = create_app(settings, partitions)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

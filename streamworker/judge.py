@@ -25,7 +25,7 @@ from streamworker.contract import (
 )
 from streamworker.errors import InvalidEvent
 from streamworker.languages.registry import Language, expand
-from streamworker.sandbox.protocol import HelperLimits, RawRun
+from streamworker.sandbox.protocol import WORKER_GRACE_S, HelperLimits, RawRun
 from streamworker.sandbox.spec import ContainerPolicy
 from streamworker.settings import RunLimits, Settings
 from streamworker.verdict import run_result
@@ -51,7 +51,13 @@ class Sandbox(Protocol):
     def image_for(self, language: Language) -> str: ...
 
     def session(
-        self, *, submission_id: str, attempt: int, language: Language, policy: ContainerPolicy
+        self,
+        *,
+        submission_id: str,
+        attempt: int,
+        language: Language,
+        policy: ContainerPolicy,
+        budget_s: float,
     ) -> AbstractAsyncContextManager[RunSession]: ...
 
 
@@ -92,6 +98,15 @@ def program_files(
         language.source_file if language.source_file in paths else paths[0]
     )
     return files, entrypoint
+
+
+def time_budget_s(
+    language: Language, limits: RunLimits, compile_limits: RunLimits, cases: int
+) -> float:
+    """The longest a submission can legitimately take (its container's deadline)."""
+    per_run = limits.wall_time_s + WORKER_GRACE_S + 1.0
+    compile_s = compile_limits.wall_time_s + WORKER_GRACE_S if language.compiled else 0.0
+    return compile_s + per_run * max(1, cases)
 
 
 def check_sizes(submission: Submission, settings: Settings) -> None:
@@ -150,7 +165,11 @@ async def judge(
     started_at = now_utc()
     begin = time.monotonic()
     async with sandbox.session(
-        submission_id=submission.submission_id, attempt=attempt, language=language, policy=policy
+        submission_id=submission.submission_id,
+        attempt=attempt,
+        language=language,
+        policy=policy,
+        budget_s=time_budget_s(language, limits, compile_limits, len(submission.test_cases)),
     ) as session:
         compile_result: RunResult | None = None
         pending_files: list[tuple[str, bytes]] = files

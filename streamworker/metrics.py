@@ -35,6 +35,12 @@ SUBMISSION_SECONDS = Histogram(
 IN_FLIGHT = Gauge(
     "streamworker_runs_in_flight", "Submissions being judged right now.", registry=REGISTRY
 )
+DUPLICATES = Counter(
+    "streamworker_duplicate_submissions",
+    "Submissions seen again after being answered, by what was done (skipped, republished).",
+    ["action"],
+    registry=REGISTRY,
+)
 DLQ = Counter(
     "streamworker_dead_letters", "Events sent to the dead-letter topic.", registry=REGISTRY
 )

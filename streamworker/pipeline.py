@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from streamworker import metrics
+from streamworker.audit.prior import Prior
 from streamworker.audit.records import (
     AuditRecord,
     received_record,
@@ -33,6 +34,7 @@ from streamworker.contract import (
 from streamworker.errors import InvalidEvent, StreamworkerError
 from streamworker.judge import Sandbox, judge
 from streamworker.languages.registry import get_language
+from streamworker.retry import DEFAULT_RETRY, RetryPolicy, retry
 from streamworker.settings import Settings
 from streamworker.verdict import status_for_error
 
@@ -61,12 +63,20 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What to publish: a new result, a stored result again, and/or a dead letter."""
+
     result: ResultEvent | None
     dead_letter: DeadLetter | None = None
+    republish: Mapping[str, Any] | None = None
+    """An earlier published result, sent again unchanged (same `event_id`)."""
+    skipped: bool = False
+    """Already answered and committed: nothing to publish."""
 
 
 class AuditSink(Protocol):
     def submit(self, record: AuditRecord) -> None: ...
+
+    async def prior(self, submission_id: str) -> Prior | None: ...
 
 
 def dead_letter(value: bytes, source: Source, error: InvalidEvent) -> DeadLetter:
@@ -83,12 +93,26 @@ def dead_letter(value: bytes, source: Source, error: InvalidEvent) -> DeadLetter
 class Pipeline:
     """Turns submission bytes into a result event, feeding the audit log as it goes."""
 
-    def __init__(self, settings: Settings, sandbox: Sandbox, audit: AuditSink) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sandbox: Sandbox,
+        audit: AuditSink,
+        retry_policy: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
         self.settings = settings
         self.sandbox = sandbox
         self.audit = audit
+        self.retry_policy = retry_policy
 
-    async def handle(self, value: bytes, source: Source) -> Outcome:
+    async def handle(
+        self, value: bytes, source: Source, answered: Callable[[str], bool] | None = None
+    ) -> Outcome:
+        """Decode and judge one event.
+
+        `answered(submission_id)` says the submission's answer is already committed to the
+        results topic (the app's transactional table): then nothing is done at all.
+        """
         received_at = now_utc()
         try:
             submission = decode_submission(value)
@@ -100,7 +124,20 @@ class Pipeline:
             )
             wrapped = InvalidEvent(f"undecodable event ({type(exc).__name__}: {exc})")
             return self._invalid(value, source, wrapped, received_at)
-        return Outcome(await self.execute(submission, received_at))
+        sid = submission.submission_id
+        if answered is not None and answered(sid):
+            log.info("submission %s was already answered; skipping the duplicate", sid)
+            metrics.DUPLICATES.labels("skipped").inc()
+            return Outcome(None, skipped=True)
+        prior = await self.audit.prior(sid)
+        if prior is not None and prior.answer is not None:
+            # Answered per the audit log but not per the committed table: publish the same
+            # result again rather than run the program a second time.
+            log.info("submission %s was answered before; republishing its result", sid)
+            metrics.DUPLICATES.labels("republished").inc()
+            return Outcome(None, republish=prior.answer)
+        attempt = (prior.attempts if prior is not None else 0) + 1
+        return Outcome(await self.execute(submission, received_at, attempt))
 
     def _invalid(
         self, value: bytes, source: Source, exc: InvalidEvent, received_at: datetime
@@ -146,7 +183,11 @@ class Pipeline:
                     image=self.sandbox.image_for(language),
                 )
             )
-            verdict = await judge(submission, language, self.settings, self.sandbox, attempt)
+            verdict = await retry(
+                lambda: judge(submission, language, self.settings, self.sandbox, attempt),
+                self.retry_policy,
+                what=f"judging {sid}",
+            )
         except Exception as exc:  # the boundary: every failure becomes a result
             status, message = status_for_error(exc)
             if status is Status.INTERNAL_ERROR:

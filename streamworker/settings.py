@@ -87,7 +87,7 @@ class Settings:
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     app_id: str = "streamworker"
-    processing_guarantee: str = "at_least_once"
+    processing_guarantee: str = "exactly_once"
     topics: Topics = field(default_factory=Topics)
     database_url: str = ""
     data_dir: Path = Path(".state")

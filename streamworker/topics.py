@@ -23,8 +23,11 @@ def topic_names(settings: Settings) -> list[str]:
     return [t.submissions, t.results, t.docker_health, t.dlq]
 
 
-async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
-    """Create missing topics (partition count from settings); returns those created."""
+async def ensure_topics(settings: Settings, attempts: int = 30) -> int:
+    """Create missing topics; returns the submissions topic's partition count.
+
+    The worker's idempotency table must have exactly that many partitions.
+    """
     for attempt in range(attempts):
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         try:
@@ -44,7 +47,8 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> list[str]:
                         [NewTopic(name, settings.topic_partitions, 1) for name in missing]
                     )
                 log.info("created topics %s", missing)
-            return missing
+            described = await admin.describe_topics([settings.topics.submissions])
+            return len(described[0]["partitions"]) or settings.topic_partitions
         finally:
             await admin.close()
-    return []
+    return settings.topic_partitions

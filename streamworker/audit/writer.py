@@ -14,6 +14,7 @@ import logging
 import random
 
 from streamworker import metrics
+from streamworker.audit.prior import Prior, prior_from
 from streamworker.audit.store import AuditRecord, AuditStore
 
 log = logging.getLogger(__name__)
@@ -22,16 +23,37 @@ log = logging.getLogger(__name__)
 class AuditWriter:
     """Accepts records synchronously; a background task writes them."""
 
-    def __init__(self, store: AuditStore, max_backoff_s: float = 5.0) -> None:
+    def __init__(
+        self, store: AuditStore, max_backoff_s: float = 5.0, lookup_timeout_s: float = 2.0
+    ) -> None:
         self.store = store
         self.max_backoff_s = max_backoff_s
+        self.lookup_timeout_s = lookup_timeout_s
         self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue()
+        self._pending: dict[str, list[AuditRecord]] = {}
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
     def submit(self, record: AuditRecord) -> None:
+        self._pending.setdefault(record.submission_id, []).append(record)
         self._queue.put_nowait(record)
         metrics.AUDIT_LAG.set(self._queue.qsize())
+
+    async def prior(self, submission_id: str) -> Prior | None:
+        """What the log (written or still queued) knows of a submission; None if unknown.
+
+        Unknown means the database is down or slow: callers must not block on it.
+        """
+        queued = list(self._pending.get(submission_id, ()))
+        if self.last_error is not None:
+            return None
+        try:
+            async with asyncio.timeout(self.lookup_timeout_s):
+                stored = await self.store.events(submission_id)
+        except Exception as exc:  # unknown, not fatal
+            log.warning("audit lookup of %s failed: %s", submission_id, exc)
+            return None
+        return prior_from([*stored, *queued])
 
     @property
     def pending(self) -> int:
@@ -75,5 +97,10 @@ class AuditWriter:
                     self.last_error = str(exc)
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, self.max_backoff_s)
+            pending = self._pending.get(record.submission_id)
+            if pending:
+                pending.remove(record)
+                if not pending:
+                    del self._pending[record.submission_id]
             self._queue.task_done()
             metrics.AUDIT_LAG.set(self._queue.qsize())

@@ -23,7 +23,7 @@ from streamworker.errors import (
     SandboxError,
 )
 from streamworker.sandbox import protocol
-from streamworker.sandbox.protocol import RawRun
+from streamworker.sandbox.protocol import WORKER_GRACE_S, RawRun
 from streamworker.sandbox.spec import (
     MEMORY_HEADROOM_MB,
     PIDS_HEADROOM,
@@ -34,8 +34,6 @@ from streamworker.sandbox.spec import (
 
 log = logging.getLogger(__name__)
 
-WORKER_GRACE_S = 5.0
-"""How long past the helper's own wall limit the worker waits before killing the container."""
 READ_SLACK_BYTES = 64 * 1024
 
 

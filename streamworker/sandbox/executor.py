@@ -12,6 +12,7 @@ import aiodocker
 from streamworker.contract import iso, now_utc
 from streamworker.languages.registry import Language
 from streamworker.sandbox.container import Session, open_session
+from streamworker.sandbox.reaper import remove_submission_containers
 from streamworker.sandbox.spec import (
     ContainerPolicy,
     container_config,
@@ -21,8 +22,8 @@ from streamworker.sandbox.spec import (
 )
 from streamworker.settings import Settings
 
-DEADLINE_SLACK_S = 120
-"""How long past its limits a container may live before the reaper removes it."""
+DEADLINE_SLACK_S = 30
+"""How long past its time budget a container may live before the reaper removes it."""
 
 
 def image_ref(language: Language, settings: Settings) -> str:
@@ -48,13 +49,19 @@ class DockerSandbox:
 
     @asynccontextmanager
     async def session(
-        self, *, submission_id: str, attempt: int, language: Language, policy: ContainerPolicy
+        self,
+        *,
+        submission_id: str,
+        attempt: int,
+        language: Language,
+        policy: ContainerPolicy,
+        budget_s: float,
     ) -> AsyncIterator[Session]:
+        if attempt > 1:
+            # An earlier attempt may have died with its container still there.
+            await remove_submission_containers(self.docker, submission_id)
         created = now_utc()
-        budget = self.settings.compile_limits.wall_time_s + (
-            self.settings.max_limits.wall_time_s * (self.settings.max_test_cases + 1)
-        )
-        deadline = created + timedelta(seconds=budget + DEADLINE_SLACK_S)
+        deadline = created + timedelta(seconds=budget_s + DEADLINE_SLACK_S)
         labels = container_labels(
             submission_id,
             self.settings.worker_id,

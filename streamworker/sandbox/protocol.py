@@ -16,6 +16,8 @@ from streamworker.errors import HelperProtocolError
 from streamworker.sandbox.helper import HELPER_PATH
 
 REPORT_MARK = b"\x1eSWRUN "
+WORKER_GRACE_S = 5.0
+"""How long past the helper's own wall limit the worker waits before killing the container."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from streamworker.audit.prior import Prior, prior_from
 from streamworker.audit.store import AuditRecord
 from streamworker.languages.registry import Language
 from streamworker.sandbox.protocol import HelperLimits, HelperReport, RawRun
@@ -104,6 +105,7 @@ class FakeSandbox:
     error: BaseException | None = None
     sessions: list[FakeSession] = field(default_factory=list)
     opened: list[dict[str, Any]] = field(default_factory=list)
+    budgets: list[float] = field(default_factory=list)
     closed: int = 0
 
     def image_for(self, language: Language) -> str:
@@ -122,8 +124,15 @@ class FakeSandbox:
             self.closed += 1
 
     def session(
-        self, *, submission_id: str, attempt: int, language: Language, policy: ContainerPolicy
+        self,
+        *,
+        submission_id: str,
+        attempt: int,
+        language: Language,
+        policy: ContainerPolicy,
+        budget_s: float,
     ) -> Any:
+        self.budgets.append(budget_s)
         return self._session(
             submission_id=submission_id, attempt=attempt, language=language, policy=policy
         )
@@ -139,8 +148,16 @@ class MemoryAudit:
 
     records: list[AuditRecord] = field(default_factory=list)
 
+    unknown: bool = False
+    """When True, `prior` answers None, as when the database is down."""
+
     def submit(self, record: AuditRecord) -> None:
         self.records.append(record)
+
+    async def prior(self, submission_id: str) -> Prior | None:
+        if self.unknown:
+            return None
+        return prior_from(r for r in self.records if r.submission_id == submission_id)
 
     def kinds(self) -> list[str]:
         return [str(r.kind) for r in self.records]

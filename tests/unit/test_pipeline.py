@@ -12,10 +12,13 @@ from streamworker.audit.records import AuditKind, fact_event_id
 from streamworker.contract import Status, decode_submission, now_utc
 from streamworker.errors import DockerUnavailable, ImageMissing
 from streamworker.pipeline import Outcome, Pipeline, Source
+from streamworker.retry import RetryPolicy
 from streamworker.settings import Settings
 
 SOURCE = Source(topic="streamworker.submissions", partition=3, offset=42, key=b"sub-1")
 DLQ_HEADERS = ["error", "error_type", "source_topic", "source_partition", "source_offset"]
+
+FAST_RETRY = RetryPolicy(base_delay_s=0.0)
 
 
 def event(**fields: Any) -> bytes:
@@ -34,7 +37,7 @@ def metric(name: str, labels: dict[str, str] | None = None) -> float:
 
 @pytest.fixture
 def pipeline(settings: Settings, sandbox: Any, audit: Any) -> Pipeline:
-    return Pipeline(settings, sandbox, audit)
+    return Pipeline(settings, sandbox, audit, FAST_RETRY)
 
 
 async def handle(pipeline: Pipeline, value: bytes) -> Outcome:
@@ -198,7 +201,7 @@ class TestJudged:
         assert sandbox.opened == []
 
     async def test_source_too_large_is_invalid_submission(self, sandbox: Any, audit: Any) -> None:
-        pipeline = Pipeline(Settings(worker_id="w", max_source_bytes=4), sandbox, audit)
+        pipeline = Pipeline(Settings(worker_id="w", max_source_bytes=4), sandbox, audit, FAST_RETRY)
         outcome = await handle(pipeline, event(source="print(1)"))
         assert outcome.result is not None
         assert outcome.result.status is Status.INVALID_SUBMISSION
@@ -217,7 +220,7 @@ class TestJudged:
         self, settings: Settings, audit: Any, fakes: Any, error: BaseException, code: str
     ) -> None:
         sandbox = fakes.FakeSandbox(error=error)
-        pipeline = Pipeline(settings, sandbox, audit)
+        pipeline = Pipeline(settings, sandbox, audit, FAST_RETRY)
         in_flight = metric("streamworker_runs_in_flight")
         outcome = await handle(pipeline, event(metadata={"m": 1}))
         assert outcome.dead_letter is None
@@ -269,7 +272,9 @@ class TestJudged:
     async def test_metrics_count_internal_errors_when_published(
         self, settings: Settings, audit: Any, fakes: Any
     ) -> None:
-        pipeline = Pipeline(settings, fakes.FakeSandbox(error=DockerUnavailable("down")), audit)
+        pipeline = Pipeline(
+            settings, fakes.FakeSandbox(error=DockerUnavailable("down")), audit, FAST_RETRY
+        )
         labels = {"language": "python", "status": "internal_error"}
         before = metric("streamworker_submissions_total", labels)
         outcome = await handle(pipeline, event())
@@ -306,8 +311,8 @@ class TestAudit:
         self, settings: Settings, fakes: Any
     ) -> None:
         first, second = fakes.MemoryAudit(), fakes.MemoryAudit()
-        await Pipeline(settings, fakes.FakeSandbox(), first).handle(event(), SOURCE)
-        await Pipeline(settings, fakes.FakeSandbox(), second).handle(event(), SOURCE)
+        await Pipeline(settings, fakes.FakeSandbox(), first, FAST_RETRY).handle(event(), SOURCE)
+        await Pipeline(settings, fakes.FakeSandbox(), second, FAST_RETRY).handle(event(), SOURCE)
         ids = [r.event_id for r in first.records]
         assert ids == [r.event_id for r in second.records]
         assert ids == [
@@ -316,7 +321,7 @@ class TestAudit:
         ]
         assert len(set(ids)) == 2
         other = fakes.MemoryAudit()
-        await Pipeline(settings, fakes.FakeSandbox(), other).handle(
+        await Pipeline(settings, fakes.FakeSandbox(), other, FAST_RETRY).handle(
             event(submission_id="sub-2"), SOURCE
         )
         assert not set(ids) & {r.event_id for r in other.records}
@@ -387,7 +392,9 @@ class TestAudit:
     async def test_record_published_for_an_internal_error(
         self, settings: Settings, audit: Any, fakes: Any
     ) -> None:
-        pipeline = Pipeline(settings, fakes.FakeSandbox(error=DockerUnavailable("down")), audit)
+        pipeline = Pipeline(
+            settings, fakes.FakeSandbox(error=DockerUnavailable("down")), audit, FAST_RETRY
+        )
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
         pipeline.record_published(outcome.result)
@@ -455,7 +462,7 @@ class TestNeverRaises:
             raise ValueError("helper sent garbage")
 
         sandbox = fakes.FakeSandbox(responder=responder)
-        outcome = await handle(Pipeline(settings, sandbox, audit), event())
+        outcome = await handle(Pipeline(settings, sandbox, audit, FAST_RETRY), event())
         assert outcome.result is not None
         assert outcome.result.status is Status.INTERNAL_ERROR
         assert outcome.result.message == "unexpected ValueError: helper sent garbage"

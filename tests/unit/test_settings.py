@@ -50,7 +50,7 @@ class TestDefaults:
 
     def test_other_defaults(self) -> None:
         settings = load_settings({})
-        assert settings.processing_guarantee == "at_least_once"
+        assert settings.processing_guarantee == "exactly_once"
         assert settings.docker == DockerSettings()
         assert settings.docker.host == "unix:///var/run/docker.sock"
         assert settings.docker.tls_verify is False

@@ -1,0 +1,67 @@
+"""The orphan reaper: removes streamworker containers that outlived their deadline.
+
+A worker killed with SIGKILL cannot remove its containers; every container carries a
+`deadline-at` label, and any worker removes those past it (at start-up and periodically).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+import aiodocker
+
+from streamworker.sandbox.spec import LABEL_PREFIX
+
+log = logging.getLogger(__name__)
+SERVICE_FILTER = {"label": [f"{LABEL_PREFIX}.service=streamworker"]}
+
+
+def is_expired(labels: Mapping[str, str], now: datetime) -> bool:
+    """True when the container's deadline passed (or its label is unreadable)."""
+    raw = labels.get(f"{LABEL_PREFIX}.deadline-at")
+    if not raw:
+        return True
+    try:
+        deadline = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return deadline <= now
+
+
+async def reap_expired(docker: aiodocker.Docker, now: datetime) -> list[str]:
+    """Remove every expired streamworker container; returns the names removed."""
+    removed: list[str] = []
+    containers = await docker.containers.list(all=True, filters=json.dumps(SERVICE_FILTER))
+    for container in containers:
+        labels = container._container.get("Labels") or {}
+        if not is_expired(labels, now):
+            continue
+        name = (container._container.get("Names") or [container.id])[0].lstrip("/")
+        try:
+            await container.delete(force=True, v=True)
+            removed.append(name)
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                log.warning("reaper could not remove %s: %s", name, exc.message)
+    if removed:
+        log.info("reaper removed %d expired container(s): %s", len(removed), removed)
+    return removed
+
+
+async def remove_submission_containers(docker: aiodocker.Docker, submission_id: str) -> int:
+    """Remove every container of an earlier attempt of this submission (a retry's cleanup)."""
+    filters = {"label": [f"{LABEL_PREFIX}.submission-id={submission_id}"]}
+    count = 0
+    for container in await docker.containers.list(all=True, filters=json.dumps(filters)):
+        try:
+            await container.delete(force=True, v=True)
+            count += 1
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise
+    if count:
+        log.info("removed %d leftover container(s) of %s", count, submission_id)
+    return count

@@ -1,0 +1,185 @@
+"""Delivery policies: retries, prior state, duplicate handling, reaping, time budgets."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from streamworker.audit.prior import prior_from
+from streamworker.audit.records import received_record, result_record, started_record
+from streamworker.contract import ResultEvent, Status, decode_submission
+from streamworker.errors import ContainerCreateFailed, DockerUnavailable, LimitNotApplied
+from streamworker.judge import time_budget_s
+from streamworker.languages.registry import get_language
+from streamworker.pipeline import Pipeline, Source
+from streamworker.retry import RetryPolicy, retry
+from streamworker.sandbox.reaper import is_expired
+from streamworker.sandbox.spec import LABEL_PREFIX
+from streamworker.settings import DEFAULT_LIMITS, Settings
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+SOURCE = Source("streamworker.submissions", 0, 1, b"k")
+FAST = RetryPolicy(base_delay_s=0.0)
+
+
+def submission(sid: str = "s1") -> Any:
+    event = {"submission_id": sid, "language": "python", "source": "print(1)"}
+    return decode_submission(json.dumps(event).encode())
+
+
+def result(sid: str = "s1", attempt: int = 1) -> ResultEvent:
+    return ResultEvent(sid, Status.ACCEPTED, "python", "w", NOW, NOW, NOW, attempt=attempt)
+
+
+class TestRetry:
+    @pytest.mark.parametrize("failures", [1, 2, 3, 10])
+    def test_delay_is_jittered_and_capped(self, failures: int) -> None:
+        policy = RetryPolicy(base_delay_s=0.5, max_delay_s=2.0)
+        assert policy.delay_s(failures, 0.0) == 0.0
+        assert policy.delay_s(failures, 1.0) == min(2.0, 0.5 * 2 ** (failures - 1))
+
+    async def test_retriable_errors_are_retried_until_success(self) -> None:
+        calls: list[int] = []
+
+        async def flaky() -> str:
+            calls.append(1)
+            if len(calls) < 3:
+                raise DockerUnavailable("down")
+            return "ok"
+
+        assert await retry(flaky, RetryPolicy(max_tries=3, base_delay_s=0.0)) == "ok"
+        assert len(calls) == 3
+
+    async def test_gives_up_after_max_tries_and_says_so(self) -> None:
+        calls: list[int] = []
+
+        async def broken() -> None:
+            calls.append(1)
+            raise ContainerCreateFailed("create failed")
+
+        with pytest.raises(ContainerCreateFailed, match="gave up after 3 tries"):
+            await retry(broken, RetryPolicy(max_tries=3, base_delay_s=0.0))
+        assert len(calls) == 3
+
+    async def test_non_retriable_errors_are_not_retried(self) -> None:
+        calls: list[int] = []
+
+        async def refused() -> None:
+            calls.append(1)
+            raise LimitNotApplied("dropped")
+
+        with pytest.raises(LimitNotApplied):
+            await retry(refused, FAST)
+        assert len(calls) == 1
+
+
+class TestPrior:
+    def test_nothing_known(self) -> None:
+        prior = prior_from([])
+        assert prior.answer is None and prior.attempts == 0
+
+    def test_started_without_result_counts_the_attempt(self) -> None:
+        records = [
+            received_record(submission(), worker_id="w", attempt=1, received_at=NOW),
+            started_record("s1", worker_id="w", attempt=1, started_at=NOW, image="img"),
+        ]
+        prior = prior_from(records)
+        assert prior.answer is None and prior.attempts == 1
+
+    def test_result_is_the_answer(self) -> None:
+        published = result(attempt=2)
+        prior = prior_from([result_record(published)])
+        assert prior.answer is not None
+        assert prior.answer["event_id"] == published.event_id
+
+
+class MemoryAudit:
+    def __init__(self, records: list[Any] | None = None, unknown: bool = False) -> None:
+        self.records = list(records or [])
+        self.unknown = unknown
+
+    def submit(self, record: Any) -> None:
+        self.records.append(record)
+
+    async def prior(self, submission_id: str) -> Any:
+        if self.unknown:
+            return None
+        return prior_from(r for r in self.records if r.submission_id == submission_id)
+
+
+class NeverSandbox:
+    def image_for(self, language: Any) -> str:
+        return "img"
+
+    def session(self, **kwargs: Any) -> Any:
+        raise AssertionError("must not run")
+
+
+def event_bytes(sid: str = "s1") -> bytes:
+    return json.dumps({"submission_id": sid, "language": "python", "source": "x"}).encode()
+
+
+class TestDuplicates:
+    async def test_answered_in_the_table_is_skipped(self) -> None:
+        pipeline = Pipeline(Settings(worker_id="w"), NeverSandbox(), MemoryAudit(), FAST)
+        outcome = await pipeline.handle(event_bytes(), SOURCE, answered=lambda sid: True)
+        assert outcome.skipped and outcome.result is None and outcome.republish is None
+
+    async def test_answered_in_the_log_is_republished_unchanged(self) -> None:
+        published = result()
+        audit = MemoryAudit([result_record(published)])
+        pipeline = Pipeline(Settings(worker_id="w"), NeverSandbox(), audit, FAST)
+        outcome = await pipeline.handle(event_bytes(), SOURCE, answered=lambda sid: False)
+        assert outcome.result is None
+        assert outcome.republish == published.to_dict()
+
+    async def test_an_interrupted_attempt_is_retried_with_the_next_number(self) -> None:
+        started = started_record("s1", worker_id="w", attempt=1, started_at=NOW, image="i")
+
+        class Boom(NeverSandbox):
+            def session(self, **kwargs: Any) -> Any:
+                self.attempt = kwargs["attempt"]
+                raise DockerUnavailable("down")
+
+        sandbox = Boom()
+        pipeline = Pipeline(Settings(worker_id="w"), sandbox, MemoryAudit([started]), FAST)
+        outcome = await pipeline.handle(event_bytes(), SOURCE)
+        assert sandbox.attempt == 2
+        assert outcome.result is not None and outcome.result.attempt == 2
+
+    async def test_unknown_prior_does_not_block(self) -> None:
+        class Boom(NeverSandbox):
+            def session(self, **kwargs: Any) -> Any:
+                raise DockerUnavailable("down")
+
+        pipeline = Pipeline(Settings(worker_id="w"), Boom(), MemoryAudit(unknown=True), FAST)
+        outcome = await pipeline.handle(event_bytes(), SOURCE)
+        assert outcome.result is not None
+        assert outcome.result.status is Status.INTERNAL_ERROR
+        assert "gave up after 3 tries" in (outcome.result.message or "")
+
+
+class TestReaper:
+    def test_past_deadline_is_expired(self) -> None:
+        labels = {f"{LABEL_PREFIX}.deadline-at": "2025-12-31T23:59:59Z"}
+        assert is_expired(labels, NOW)
+
+    def test_future_deadline_is_kept(self) -> None:
+        later = (NOW + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+        assert not is_expired({f"{LABEL_PREFIX}.deadline-at": later}, NOW)
+
+    @pytest.mark.parametrize("labels", [{}, {f"{LABEL_PREFIX}.deadline-at": "garbage"}])
+    def test_unreadable_deadline_is_expired(self, labels: dict[str, str]) -> None:
+        assert is_expired(labels, NOW)
+
+
+def test_time_budget_covers_compile_and_every_case() -> None:
+    compile_limits = DEFAULT_LIMITS
+    python, c = get_language("python"), get_language("c")
+    one = time_budget_s(python, DEFAULT_LIMITS, compile_limits, 0)
+    three = time_budget_s(python, DEFAULT_LIMITS, compile_limits, 3)
+    assert three == pytest.approx(3 * one)
+    assert time_budget_s(c, DEFAULT_LIMITS, compile_limits, 1) > one + compile_limits.wall_time_s
