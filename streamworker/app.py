@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -68,6 +69,7 @@ def create_app(
         topic_disable_leader=True,
         store="memory://",
         table_cleanup_interval=3600.0,
+        stream_wait_empty=False,
     )
     runtime = WorkerRuntime(settings)
     raw: dict[str, Any] = {
@@ -115,9 +117,12 @@ def create_app(
             remember(key, sid, str(stored["event_id"]))
 
     @app.agent(submissions, concurrency=settings.concurrency)
-    async def judge_submissions(stream: faust.StreamT[bytes]) -> None:
+    async def judge_submissions(stream: faust.Stream[bytes]) -> None:
         await runtime.ready.wait()
-        async for event in stream.events():
+        # Acks are manual: an event is acknowledged (and its offset committed) only after
+        # its outcome was published, so a crash or a cancelled run means redelivery.
+        manual = stream.noack()
+        async for event in manual.events():
             message = event.message
             headers = message.headers
             source = Source(
@@ -128,9 +133,17 @@ def create_app(
                 headers=list(headers.items()) if isinstance(headers, dict) else headers or [],
             )
             value = message.value if isinstance(message.value, bytes) else bytes(message.value)
-            async with key_locks.hold(message.key):  # one run per submission id at a time
-                outcome = await runtime.pipeline.handle(value, source, is_answered(message.key))
-                await publish(outcome, message.key)
+            if not runtime.accepting:
+                continue  # draining for shutdown: unacknowledged, so it is redelivered
+            try:
+                async with runtime.tracking(), key_locks.hold(message.key):
+                    outcome = await runtime.pipeline.handle(value, source, is_answered(message.key))
+                    await publish(outcome, message.key)
+            except asyncio.CancelledError:
+                if runtime.accepting:
+                    raise
+                continue  # the drain cancelled this run: leave it unacknowledged
+            await manual.ack(event)
 
     async def start_runtime() -> None:
         await runtime.start()
@@ -153,9 +166,45 @@ def create_app(
     return app, runtime
 
 
+class GracefulWorker(faust.Worker):
+    """SIGTERM/SIGINT: stop taking events, let in-flight runs finish within the grace
+    period, commit, then stop. A second signal stops at once."""
+
+    def __init__(self, app: faust.App, runtime: WorkerRuntime, grace_s: float, **kw: Any):
+        super().__init__(app, **kw)
+        self._runtime = runtime
+        self._grace_s = grace_s
+        self._draining = False
+
+    def _on_sigterm(self) -> None:
+        self._begin_drain(signal.SIGTERM)
+
+    def _on_sigint(self) -> None:
+        self._begin_drain(signal.SIGINT)
+
+    def _begin_drain(self, sig: signal.Signals) -> None:
+        if self._draining:
+            self._schedule_shutdown(sig)
+            return
+        self._draining = True
+        self._drain_task = asyncio.ensure_future(self._drain_then_stop(sig))
+
+    async def _drain_then_stop(self, sig: signal.Signals) -> None:
+        log.info("%s: draining (grace %.0fs)", sig.name, self._grace_s)
+        consumer = self.app.consumer
+        with contextlib.suppress(Exception):
+            consumer.pause_partitions(consumer.assignment())
+        await self._runtime.drain(self._grace_s)
+        try:
+            await consumer.commit()
+        except Exception as exc:  # the stop below commits again or redelivers
+            log.warning("final commit failed: %s", exc)
+        self._schedule_shutdown(sig)
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker until SIGTERM/SIGINT (blocking)."""
     partitions = asyncio.run(ensure_topics(settings))
-    app, _ = create_app(settings, partitions)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    app, runtime = create_app(settings, partitions)
+    worker = GracefulWorker(app, runtime, settings.shutdown_grace_s, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -122,6 +122,25 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.audit.store import AuditStore
+    from streamworker.replay import replay_event_log, replay_results_topic
+
+    async def run() -> None:
+        store = await AuditStore.open(args.url or settings.resolved_database_url())
+        try:
+            if args.from_results_topic:
+                added = await replay_results_topic(settings, store)
+                print(f"appended {added} result event(s) from {settings.topics.results}")
+            rebuilt = await replay_event_log(store)
+            print(f"rebuilt projections of {rebuilt} submission(s) from the event log")
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamworker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--url")
     history.add_argument("--json", action="store_true")
     history.set_defaults(func=cmd_history)
+    replay = sub.add_parser("replay", help="rebuild projections from the event log")
+    replay.add_argument("--url")
+    replay.add_argument(
+        "--from-results-topic",
+        action="store_true",
+        help="first append every committed result from the results topic (lost database)",
+    )
+    replay.set_defaults(func=cmd_replay)
     return parser
 
 

@@ -6,7 +6,9 @@ Created at start-up, closed at shutdown; the Faust agent waits on `ready`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import aiodocker
 from aiokafka import AIOKafkaClient
@@ -19,6 +21,7 @@ from streamworker.health import HealthReport, gather_health
 from streamworker.pipeline import Pipeline
 from streamworker.sandbox.connection import connect, resolve_endpoint
 from streamworker.sandbox.executor import DockerSandbox
+from streamworker.sandbox.reaper import reap_expired
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,51 @@ class WorkerRuntime:
         self._writer: AuditWriter | None = None
         self._kafka: AIOKafkaClient | None = None
         self._pipeline: Pipeline | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self.accepting = True
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    @contextlib.asynccontextmanager
+    async def tracking(self) -> AsyncIterator[None]:
+        """Count one event being handled and published (for the shutdown drain)."""
+        task = asyncio.current_task()
+        self._in_flight += 1
+        if task is not None:
+            self._tasks.add(task)
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if task is not None:
+                self._tasks.discard(task)
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def drain(self, grace_s: float) -> bool:
+        """Stop accepting; wait up to `grace_s` for in-flight events. True if all finished."""
+        self.accepting = False
+        try:
+            async with asyncio.timeout(grace_s):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning(
+                "%d run(s) still in flight after %.0fs: cancelling; they will be redelivered",
+                self._in_flight,
+                grace_s,
+            )
+            # Cancelled runs publish nothing and leave their events unacknowledged; their
+            # containers are removed on the way out (shielded) or by the next attempt.
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await self._idle.wait()
+            return False
+        return True
 
     @property
     def pipeline(self) -> Pipeline:
@@ -52,12 +100,26 @@ class WorkerRuntime:
             await self._kafka.bootstrap()
         except Exception as exc:  # health will report it; the consumer retries on its own
             log.warning("Kafka probe bootstrap failed: %s", exc)
+        self._reaper = asyncio.create_task(self._reap_forever(), name="reaper")
         sandbox = DockerSandbox(self._docker, self.settings)
         self._pipeline = Pipeline(self.settings, sandbox, self._writer)
         self.ready.set()
         log.info("worker %s ready (docker via %s)", self.settings.worker_id, self.endpoint.kind)
 
+    async def _reap_forever(self) -> None:
+        """Remove expired containers at start-up, then every `reap_interval_s`."""
+        while True:
+            try:
+                assert self._docker is not None
+                await reap_expired(self._docker, now_utc())
+            except Exception as exc:  # Docker down: try again next round
+                log.warning("reaper round failed: %s", exc)
+            await asyncio.sleep(self.settings.reap_interval_s)
+
     async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
         if self._writer is not None:
             await self._writer.stop(timeout_s=10.0)
         if self._kafka is not None:

@@ -108,6 +108,8 @@ class Settings:
     topic_partitions: int = 4
     concurrency: int = 2
     health_interval_s: float = 15.0
+    reap_interval_s: float = 30.0
+    shutdown_grace_s: float = 20.0
 
     def resolved_database_url(self) -> str:
         """The configured URL, else an embedded SQLite file under `data_dir`."""
@@ -246,5 +248,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         topic_partitions=max(1, _int(env, "STREAMWORKER_TOPIC_PARTITIONS", 4)),
         result_output_kb=_int(env, "STREAMWORKER_RESULT_OUTPUT_KB", Settings.result_output_kb),
         concurrency=max(1, _int(env, "STREAMWORKER_CONCURRENCY", Settings.concurrency)),
+        reap_interval_s=_float(env, "STREAMWORKER_REAP_INTERVAL_S", Settings.reap_interval_s),
+        shutdown_grace_s=_float(env, "STREAMWORKER_SHUTDOWN_GRACE_S", Settings.shutdown_grace_s),
         health_interval_s=_float(env, "STREAMWORKER_HEALTH_INTERVAL_S", Settings.health_interval_s),
     )

@@ -182,3 +182,19 @@ def published_record(
             "offset": offset,
         },
     )
+
+
+def record_from_published(payload: Mapping[str, Any]) -> AuditRecord:
+    """The audit record of a result read back from the results topic (for re-projection)."""
+    status = Status(payload["status"])
+    kind = AuditKind.INVALID if status is Status.INVALID_SUBMISSION else AuditKind.FINISHED
+    finished = datetime.fromisoformat(str(payload["finished_at"]).replace("Z", "+00:00"))
+    return AuditRecord(
+        event_id=str(payload["event_id"]),
+        submission_id=str(payload["submission_id"]),
+        kind=kind,
+        attempt=int(payload.get("attempt") or 1),
+        worker_id=str(payload.get("worker_id") or ""),
+        occurred_at=finished,
+        payload=dict(payload),
+    )

@@ -101,8 +101,19 @@ class Session:
         try:
             stderr, report = protocol.split_report(nonce, bytes(err))
         except SandboxError as exc:
+            # No report: either the program killed the helper (its verdict) or we lost
+            # Docker (ours, retriable). The exec's own state tells them apart.
+            await self._raise_if_docker_lost(execution)
             return RawRun(bytes(out), bytes(err), None, exc.message)
         return RawRun(bytes(out), stderr, report)
+
+    async def _raise_if_docker_lost(self, execution: Any) -> None:
+        try:
+            info = await execution.inspect()
+        except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            raise DockerUnavailable(f"lost Docker during a run: {exc}") from exc
+        if info.get("Running") or info.get("ExitCode") is None:
+            raise DockerUnavailable("the exec stream ended while the helper was still running")
 
     async def restrict(self, memory_mb: int, processes: int) -> None:
         """Lower memory (and swap) and the pids limit to the run's after compiling."""

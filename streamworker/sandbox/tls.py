@@ -131,8 +131,7 @@ def _server_cert(err: ssl.SSLCertVerificationError, where: str) -> Diagnosis:
             "re-issue the daemon's --tlscert (dev/tls.sh makes a fresh set)",
         )
     return Diagnosis(
-        f"the daemon's certificate at {where} is not signed by DOCKER_CERT_PATH/ca.pem "
-        f"({detail})",
+        f"the daemon's certificate at {where} is not signed by DOCKER_CERT_PATH/ca.pem ({detail})",
         "set DOCKER_CERT_PATH to the directory whose ca.pem signed the daemon's --tlscert",
     )
 
