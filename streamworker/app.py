@@ -63,7 +63,10 @@ def create_app(
         web_in_thread=False,
         datadir=str(settings.data_dir / "faust"),
         consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_s,
+        # A crashed worker's partitions move after this long (Faust's default is 60 s).
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 3),
         producer_linger_ms=0,
         topic_allow_declare=True,
         topic_disable_leader=True,
@@ -117,11 +120,11 @@ def create_app(
             remember(key, sid, str(stored["event_id"]))
 
     @app.agent(submissions, concurrency=settings.concurrency)
-    async def judge_submissions(stream: faust.Stream[bytes]) -> None:
+    async def judge_submissions(stream: faust.StreamT[bytes]) -> None:
         await runtime.ready.wait()
         # Acks are manual: an event is acknowledged (and its offset committed) only after
         # its outcome was published, so a crash or a cancelled run means redelivery.
-        manual = stream.noack()
+        manual = stream.noack()  # type: ignore[attr-defined]  # on Stream, not StreamT
         async for event in manual.events():
             message = event.message
             headers = message.headers

@@ -109,6 +109,8 @@ class Settings:
     concurrency: int = 2
     health_interval_s: float = 15.0
     reap_interval_s: float = 30.0
+    commit_interval_s: float = 0.5
+    session_timeout_s: float = 10.0
     shutdown_grace_s: float = 20.0
 
     def resolved_database_url(self) -> str:
@@ -249,6 +251,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         result_output_kb=_int(env, "STREAMWORKER_RESULT_OUTPUT_KB", Settings.result_output_kb),
         concurrency=max(1, _int(env, "STREAMWORKER_CONCURRENCY", Settings.concurrency)),
         reap_interval_s=_float(env, "STREAMWORKER_REAP_INTERVAL_S", Settings.reap_interval_s),
+        commit_interval_s=_float(env, "STREAMWORKER_COMMIT_INTERVAL_S", Settings.commit_interval_s),
+        session_timeout_s=_float(env, "STREAMWORKER_SESSION_TIMEOUT_S", Settings.session_timeout_s),
         shutdown_grace_s=_float(env, "STREAMWORKER_SHUTDOWN_GRACE_S", Settings.shutdown_grace_s),
         health_interval_s=_float(env, "STREAMWORKER_HEALTH_INTERVAL_S", Settings.health_interval_s),
     )

@@ -16,6 +16,8 @@ import aiodocker
 from streamworker.sandbox.spec import LABEL_PREFIX
 
 log = logging.getLogger(__name__)
+GONE = (404, 409)
+"""Not found, or removal already in progress (e.g. by the reaper): either way, going."""
 SERVICE_FILTER = {"label": [f"{LABEL_PREFIX}.service=streamworker"]}
 
 
@@ -44,7 +46,7 @@ async def reap_expired(docker: aiodocker.Docker, now: datetime) -> list[str]:
             await container.delete(force=True, v=True)
             removed.append(name)
         except aiodocker.DockerError as exc:
-            if exc.status != 404:
+            if exc.status not in GONE:
                 log.warning("reaper could not remove %s: %s", name, exc.message)
     if removed:
         log.info("reaper removed %d expired container(s): %s", len(removed), removed)
@@ -60,7 +62,7 @@ async def remove_submission_containers(docker: aiodocker.Docker, submission_id: 
             await container.delete(force=True, v=True)
             count += 1
         except aiodocker.DockerError as exc:
-            if exc.status != 404:
+            if exc.status not in GONE:
                 raise
     if count:
         log.info("removed %d leftover container(s) of %s", count, submission_id)

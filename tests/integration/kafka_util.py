@@ -79,3 +79,51 @@ async def results_by_id(
     finally:
         await consumer.stop()
     return found
+
+
+async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every committed record on `topic` up to its current end, decoded as JSON."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    values: list[dict[str, Any]] = []
+    try:
+        from streamworker.client import topic_partitions
+
+        partitions = await topic_partitions(consumer, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        async with asyncio.timeout(120):
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500)
+                for part in batch.values():
+                    values.extend(json.loads(r.value or b"{}") for r in part)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return values
+
+
+async def wait_for_count(
+    bootstrap: str, topic: str, ids: set[str], timeout_s: float
+) -> dict[str, int]:
+    """Poll until every id has at least one committed result (or timeout); counts per id."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    counts: dict[str, int] = {}
+    while True:
+        counts = {}
+        for value in await read_all(bootstrap, topic):
+            sid = value.get("submission_id")
+            if sid in ids:
+                counts[sid] = counts.get(sid, 0) + 1
+        if len(counts) == len(ids) or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(2.0)

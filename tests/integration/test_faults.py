@@ -1,0 +1,224 @@
+"""Fault injection on the real stack: crashes, broker and database outages, scale-out.
+
+Each test counts results on a read_committed consumer and rows in SQL, and cleans up
+its workers (the `start_worker` factory) and containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiodocker
+import pytest
+
+from streamworker.audit.store import AuditStore
+from streamworker.sandbox.spec import LABEL_PREFIX
+from tests.conftest import REPO
+from tests.integration.kafka_util import event_bytes, produce, wait_for_count
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def hello(sid: str, sleep_s: float = 0.0) -> dict[str, Any]:
+    source = f"import time\ntime.sleep({sleep_s})\nprint('ok {sid}')\n"
+    return {
+        "submission_id": sid,
+        "language": "python",
+        "source": source,
+        "expected_output": f"ok {sid}\n",
+    }
+
+
+def ids(prefix: str, n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:6]
+    return [f"{prefix}-{tag}-{i:04d}" for i in range(n)]
+
+
+async def labelled(sid: str) -> list[str]:
+    async with aiodocker.Docker() as docker:
+        found = await docker.containers.list(
+            all=True, filters=json.dumps({"label": [f"{LABEL_PREFIX}.submission-id={sid}"]})
+        )
+        return [c.id for c in found]
+
+
+async def executions(url: str, sids: list[str]) -> dict[str, dict[str, Any]]:
+    store = await AuditStore.open(url)
+    try:
+        rows = {}
+        for sid in sids:
+            row = await store.get_execution(sid)
+            if row is not None:
+                rows[sid] = row
+        return rows
+    finally:
+        await store.close()
+
+
+async def wait_rows(url: str, sids: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        rows = await executions(url, sids)
+        done = {k: v for k, v in rows.items() if v.get("status")}
+        if len(done) == len(sids) or asyncio.get_running_loop().time() > deadline:
+            return done
+        await asyncio.sleep(1.0)
+
+
+def stack(command: str) -> None:
+    subprocess.run(
+        ["bash", str(REPO / "dev" / "stack.sh"), command],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+async def test_kill_9_mid_run_is_retried_once_and_leaves_no_container(
+    start_worker: Any, kafka_bootstrap: str, tmp_path: Any
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+    tag = f"k9{uuid.uuid4().hex[:8]}"
+    first = start_worker(database_url=url, prefix=tag)
+    [sid] = ids("k9", 1)
+    await produce(kafka_bootstrap, first.topics["submissions"], [event_bytes(hello(sid, 4))])
+    for _ in range(200):
+        if await labelled(sid):
+            break
+        await asyncio.sleep(0.1)
+    assert await labelled(sid), first.log()
+    first.process.kill()  # SIGKILL: no cleanup, no commit
+    first.process.wait()
+    assert await labelled(sid), "the killed worker's container should still be there"
+
+    second = start_worker(database_url=url, prefix=tag)
+    counts = await wait_for_count(kafka_bootstrap, second.topics["results"], {sid}, 90)
+    assert counts == {sid: 1}, second.log()
+    rows = await wait_rows(url, [sid], 30)
+    assert rows[sid]["status"] == "accepted"
+    assert rows[sid]["attempts"] == 2
+    assert await labelled(sid) == []
+
+
+async def test_reaper_removes_containers_past_their_deadline(
+    start_worker: Any, tmp_path: Any
+) -> None:
+    sid = f"orphan-{uuid.uuid4().hex[:8]}"
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    async with aiodocker.Docker() as docker:
+        await docker.containers.create(
+            {
+                "Image": "streamworker-runtime/python:bookworm",
+                "Cmd": ["/opt/streamworker/sw-run", "idle"],
+                "Labels": {
+                    f"{LABEL_PREFIX}.service": "streamworker",
+                    f"{LABEL_PREFIX}.submission-id": sid,
+                    f"{LABEL_PREFIX}.deadline-at": past,
+                },
+                "HostConfig": {"NetworkMode": "none"},
+            },
+            name=f"streamworker-orphan-{sid}",
+        )
+    assert await labelled(sid)
+    start_worker(database_url=f"sqlite+aiosqlite:///{tmp_path}/audit.db")
+    for _ in range(100):
+        if not await labelled(sid):
+            break
+        await asyncio.sleep(0.2)
+    assert await labelled(sid) == []
+
+
+async def test_duplicate_submission_is_answered_once(
+    start_worker: Any, kafka_bootstrap: str, tmp_path: Any
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+    worker = start_worker(database_url=url)
+    [sid] = ids("dup", 1)
+    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(sid))])
+    assert await wait_for_count(kafka_bootstrap, worker.topics["results"], {sid}, 60) == {sid: 1}
+    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(sid))] * 2)
+    [marker] = ids("dup-marker", 1)  # processed after the duplicates on its partition or not:
+    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(marker))])
+    await wait_for_count(kafka_bootstrap, worker.topics["results"], {marker}, 60)
+    await asyncio.sleep(3)  # a duplicate result would have been committed by now
+    counts = await wait_for_count(kafka_bootstrap, worker.topics["results"], {sid}, 5)
+    assert counts == {sid: 1}
+    rows = await wait_rows(url, [sid], 10)
+    assert rows[sid]["attempts"] == 1
+
+
+@pytest.mark.timeout(600)
+async def test_postgres_outage_pauses_audit_but_not_results(
+    start_worker: Any, kafka_bootstrap: str, pg_url: str
+) -> None:
+    worker = start_worker(database_url=pg_url)
+    sids = ids("pgdown", 40)
+    await produce(
+        kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(s)) for s in sids[:10]]
+    )
+    await wait_for_count(kafka_bootstrap, worker.topics["results"], set(sids[:10]), 90)
+    stack("down-postgres")
+    try:
+        await produce(
+            kafka_bootstrap,
+            worker.topics["submissions"],
+            [event_bytes(hello(s)) for s in sids[10:]],
+        )
+        await asyncio.sleep(20)
+    finally:
+        stack("up-postgres")
+    counts = await wait_for_count(kafka_bootstrap, worker.topics["results"], set(sids), 120)
+    assert len(counts) == 40 and set(counts.values()) == {1}, worker.log()
+    rows = await wait_rows(pg_url, sids, 120)
+    assert len(rows) == 40, f"audit caught up on {len(rows)}/40"
+    assert {r["status"] for r in rows.values()} == {"accepted"}
+
+
+@pytest.mark.timeout(900)
+async def test_kafka_broker_restart_during_200_submissions(
+    start_worker: Any, kafka_bootstrap: str, tmp_path: Any
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+    worker = start_worker(database_url=url)
+    sids = ids("kafka", 200)
+    await produce(
+        kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(s)) for s in sids]
+    )
+    await wait_for_count(kafka_bootstrap, worker.topics["results"], set(sids[:20]), 120)
+    stack("down-kafka")
+    await asyncio.sleep(3)
+    stack("up-kafka")
+    counts = await wait_for_count(kafka_bootstrap, worker.topics["results"], set(sids), 300)
+    assert len(counts) == 200, f"{len(counts)}/200 answered\n{worker.log()}"
+    duplicates = {k: v for k, v in counts.items() if v != 1}
+    assert duplicates == {}
+
+
+@pytest.mark.timeout(1200)
+async def test_1000_submissions_through_2_workers_one_killed_halfway(
+    start_worker: Any, kafka_bootstrap: str, pg_url: str
+) -> None:
+    tag = f"scale{uuid.uuid4().hex[:8]}"
+    first = start_worker(database_url=pg_url, prefix=tag)
+    second = start_worker(database_url=pg_url, prefix=tag)
+    sids = ids("scale", 1000)
+    await produce(
+        kafka_bootstrap, first.topics["submissions"], [event_bytes(hello(s)) for s in sids]
+    )
+    await wait_for_count(kafka_bootstrap, first.topics["results"], set(sids[:1]), 120)
+    while True:
+        counts = await wait_for_count(kafka_bootstrap, first.topics["results"], set(sids), 1)
+        if len(counts) >= 500:
+            break
+    first.process.kill()
+    first.process.wait()
+    counts = await wait_for_count(kafka_bootstrap, second.topics["results"], set(sids), 600)
+    assert len(counts) == 1000, f"{len(counts)}/1000\n{second.log()}"
+    assert sum(counts.values()) == 1000, "duplicates on the results topic"
+    rows = await wait_rows(pg_url, sids, 120)
+    assert len(rows) == 1000
