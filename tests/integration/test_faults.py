@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -18,8 +22,8 @@ import pytest
 
 from streamworker.audit.store import AuditStore
 from streamworker.sandbox.spec import LABEL_PREFIX
-from tests.conftest import REPO
-from tests.integration.kafka_util import event_bytes, produce, wait_for_count
+from tests.conftest import REPO, need
+from tests.integration.kafka_util import event_bytes, produce, read_all, wait_for_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -222,3 +226,49 @@ async def test_1000_submissions_through_2_workers_one_killed_halfway(
     assert sum(counts.values()) == 1000, "duplicates on the results topic"
     rows = await wait_rows(pg_url, sids, 120)
     assert len(rows) == 1000
+
+
+def has_main_dockerd_pid() -> bool:
+    return Path("/var/run/docker.pid").exists()
+
+
+def restart_main_dockerd() -> None:
+    """Stop the engine behind /var/run/docker.sock and start it again via stack.sh."""
+    pid = int(Path("/var/run/docker.pid").read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(600):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    time.sleep(2)  # the worker sees Docker down for a moment
+    stack("up-docker")
+
+
+@pytest.mark.timeout(600)
+async def test_dockerd_restart_during_a_run_never_hangs(
+    start_worker: Any, kafka_bootstrap: str, tmp_path: Any
+) -> None:
+    need("the main dockerd's pid file", has_main_dockerd_pid())
+    worker = start_worker(database_url=f"sqlite+aiosqlite:///{tmp_path}/audit.db")
+    [sid, after] = ids("dockerd", 2)
+    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(sid, 3))])
+    for _ in range(200):
+        if await labelled(sid):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.to_thread(restart_main_dockerd)
+    counts = await wait_for_count(kafka_bootstrap, worker.topics["results"], {sid}, 180)
+    assert counts == {sid: 1}, worker.log()
+    [result] = [
+        r
+        for r in await read_all(kafka_bootstrap, worker.topics["results"])
+        if r["submission_id"] == sid
+    ]
+    assert result["status"] in ("accepted", "internal_error"), result
+    if result["status"] == "internal_error":
+        assert result["message"]
+    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(after))])
+    assert await wait_for_count(kafka_bootstrap, worker.topics["results"], {after}, 120) == {
+        after: 1
+    }
+    assert worker.process.poll() is None, "the worker must survive a Docker restart"
