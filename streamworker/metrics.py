@@ -54,6 +54,31 @@ AUDIT_FAILURES = Counter(
     "Failed attempts to write audit events (retried).",
     registry=REGISTRY,
 )
+POOL_SIZE = Gauge(
+    "streamworker_pool_ready_containers",
+    "Warm containers ready to take, by language.",
+    ["language"],
+    registry=REGISTRY,
+)
+POOL_HITS = Counter(
+    "streamworker_pool_hits",
+    "Submissions that took a warm container.",
+    ["language"],
+    registry=REGISTRY,
+)
+POOL_MISSES = Counter(
+    "streamworker_pool_misses",
+    "Submissions that found no warm container and ran cold.",
+    ["language"],
+    registry=REGISTRY,
+)
+POOL_REFILL_SECONDS = Histogram(
+    "streamworker_pool_refill_duration_seconds",
+    "Time to create and start one warm container.",
+    ["language"],
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
 DOCKER_UP = Gauge(
     "streamworker_docker_up", "1 when the Docker daemon answers pings.", registry=REGISTRY
 )

@@ -21,6 +21,7 @@ from streamworker.health import HealthReport, gather_health
 from streamworker.pipeline import Pipeline
 from streamworker.sandbox.connection import connect, resolve_endpoint
 from streamworker.sandbox.executor import DockerSandbox
+from streamworker.sandbox.pool import PoolManager
 from streamworker.sandbox.reaper import reap_expired
 from streamworker.settings import Settings
 
@@ -40,6 +41,7 @@ class WorkerRuntime:
         self._kafka: AIOKafkaClient | None = None
         self._pipeline: Pipeline | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._pools: PoolManager | None = None
         self.accepting = True
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -101,7 +103,10 @@ class WorkerRuntime:
         except Exception as exc:  # health will report it; the consumer retries on its own
             log.warning("Kafka probe bootstrap failed: %s", exc)
         self._reaper = asyncio.create_task(self._reap_forever(), name="reaper")
-        sandbox = DockerSandbox(self._docker, self.settings)
+        self._pools = PoolManager(self._docker, self.settings)
+        if self.settings.pool_max_size > 0:
+            await self._pools.start()
+        sandbox = DockerSandbox(self._docker, self.settings, pools=self._pools)
         self._pipeline = Pipeline(self.settings, sandbox, self._writer)
         self.ready.set()
         log.info("worker %s ready (docker via %s)", self.settings.worker_id, self.endpoint.kind)
@@ -117,6 +122,8 @@ class WorkerRuntime:
             await asyncio.sleep(self.settings.reap_interval_s)
 
     async def stop(self) -> None:
+        if self._pools is not None:
+            await self._pools.stop()
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)

@@ -109,6 +109,12 @@ class Settings:
     concurrency: int = 2
     health_interval_s: float = 15.0
     reap_interval_s: float = 30.0
+    pool_languages: tuple[str, ...] = ("python",)
+    pool_min_size: int = 2
+    pool_max_size: int = 8
+    pool_max_idle_s: float = 300.0
+    pool_idle_shrink_s: float = 60.0
+    pool_check_interval_s: float = 10.0
     commit_interval_s: float = 0.5
     session_timeout_s: float = 10.0
     shutdown_grace_s: float = 20.0
@@ -163,6 +169,13 @@ def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(key, f"expected a boolean (1/0, true/false), got {raw!r}")
+
+
+def _list(env: Mapping[str, str], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(key)
+    if raw is None:
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def _choice(env: Mapping[str, str], key: str, choices: tuple[str, ...], default: str) -> str:
@@ -251,6 +264,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         result_output_kb=_int(env, "STREAMWORKER_RESULT_OUTPUT_KB", Settings.result_output_kb),
         concurrency=max(1, _int(env, "STREAMWORKER_CONCURRENCY", Settings.concurrency)),
         reap_interval_s=_float(env, "STREAMWORKER_REAP_INTERVAL_S", Settings.reap_interval_s),
+        pool_languages=_list(env, "STREAMWORKER_POOL_LANGUAGES", Settings.pool_languages),
+        pool_min_size=_int(env, "STREAMWORKER_POOL_MIN_SIZE", Settings.pool_min_size),
+        pool_max_size=_int(env, "STREAMWORKER_POOL_MAX_SIZE", Settings.pool_max_size),
+        pool_max_idle_s=_float(env, "STREAMWORKER_POOL_MAX_IDLE_S", Settings.pool_max_idle_s),
+        pool_idle_shrink_s=_float(
+            env, "STREAMWORKER_POOL_IDLE_SHRINK_S", Settings.pool_idle_shrink_s
+        ),
         commit_interval_s=_float(env, "STREAMWORKER_COMMIT_INTERVAL_S", Settings.commit_interval_s),
         session_timeout_s=_float(env, "STREAMWORKER_SESSION_TIMEOUT_S", Settings.session_timeout_s),
         shutdown_grace_s=_float(env, "STREAMWORKER_SHUTDOWN_GRACE_S", Settings.shutdown_grace_s),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -11,7 +13,8 @@ import aiodocker
 
 from streamworker.contract import iso, now_utc
 from streamworker.languages.registry import Language
-from streamworker.sandbox.container import Session, open_session
+from streamworker.sandbox.container import Session, open_session, remove_by_name
+from streamworker.sandbox.pool import PooledContainer, PoolManager, remove_later
 from streamworker.sandbox.reaper import remove_submission_containers
 from streamworker.sandbox.spec import (
     ContainerPolicy,
@@ -22,6 +25,7 @@ from streamworker.sandbox.spec import (
 )
 from streamworker.settings import Settings
 
+log = logging.getLogger(__name__)
 DEADLINE_SLACK_S = 30
 """How long past its time budget a container may live before the reaper removes it."""
 
@@ -29,6 +33,38 @@ DEADLINE_SLACK_S = 30
 def image_ref(language: Language, settings: Settings) -> str:
     """The image a language runs in: its override, else the one we build."""
     return language.image or f"{settings.image_prefix}/{language.id}:{settings.debian_suite}"
+
+
+@asynccontextmanager
+async def warm_session(
+    docker: aiodocker.Docker, pooled: PooledContainer, policy: ContainerPolicy, name: str
+) -> AsyncIterator[Session]:
+    """Use a pooled container once: rename it, fit its limits, destroy it afterwards."""
+    session = pooled.session()
+    renaming = asyncio.create_task(_rename(docker, pooled, name))
+    try:
+        if (policy.memory_mb, policy.processes) != (
+            pooled.policy.memory_mb,
+            pooled.policy.processes,
+        ):
+            await session.restrict(policy.memory_mb, policy.processes)
+        yield session
+    finally:
+        await asyncio.shield(renaming)
+        remove_later(pooled.container)
+
+
+async def _rename(docker: aiodocker.Docker, pooled: PooledContainer, name: str) -> None:
+    """Give a taken container the submission attempt's deterministic name (off the hot path)."""
+    for _ in range(2):
+        try:
+            await pooled.container.rename(name)
+            return
+        except aiodocker.DockerError as exc:
+            if exc.status != 409:
+                log.warning("renaming a pooled container to %s failed: %s", name, exc.message)
+                return
+            await remove_by_name(docker, name)  # a leftover of a failed try holds the name
 
 
 class DockerSandbox:
@@ -39,10 +75,12 @@ class DockerSandbox:
         docker: aiodocker.Docker,
         settings: Settings,
         host_config_extra: Mapping[str, Any] | None = None,
+        pools: PoolManager | None = None,
     ) -> None:
         self.docker = docker
         self.settings = settings
         self.host_config_extra = dict(host_config_extra or {})
+        self.pools = pools if not host_config_extra else None
 
     def image_for(self, language: Language) -> str:
         return image_ref(language, self.settings)
@@ -57,9 +95,17 @@ class DockerSandbox:
         policy: ContainerPolicy,
         budget_s: float,
     ) -> AsyncIterator[Session]:
+        name = container_name(submission_id, attempt)
         if attempt > 1:
             # An earlier attempt may have died with its container still there.
             await remove_submission_containers(self.docker, submission_id)
+            for earlier in range(1, attempt):
+                await remove_by_name(self.docker, container_name(submission_id, earlier))
+        pooled = self.pools.take(language, policy) if self.pools is not None else None
+        if pooled is not None:
+            async with warm_session(self.docker, pooled, policy, name) as session:
+                yield session
+            return
         created = now_utc()
         deadline = created + timedelta(seconds=budget_s + DEADLINE_SLACK_S)
         labels = container_labels(
@@ -73,7 +119,5 @@ class DockerSandbox:
             self.image_for(language), policy, labels, sandbox_env(language.env)
         )
         config["HostConfig"].update(self.host_config_extra)
-        async with open_session(
-            self.docker, config, container_name(submission_id, attempt)
-        ) as session:
+        async with open_session(self.docker, config, name) as session:
             yield session

@@ -1,0 +1,307 @@
+"""Warm pools: per language, pre-created and started single-use sandbox containers.
+
+A container costs ~200 ms to create and start; a pooled one is taken in microseconds,
+renamed to the submission's deterministic name, given the run's memory and pids limits
+(Docker can change those on a live container), used once, and destroyed — never reused.
+Everything else about it is fixed at create time and identical to a cold container
+(`spec.container_config`), so isolation is the same. Each pool refills in the background;
+its target size grows on misses and shrinks when idle, within [min, max] (min may be 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiodocker
+import aiohttp
+
+from streamworker import metrics
+from streamworker.contract import iso, now_utc
+from streamworker.languages.registry import Language, get_language
+from streamworker.sandbox.container import Session
+from streamworker.sandbox.spec import (
+    LABEL_PREFIX,
+    ContainerPolicy,
+    container_config,
+    limit_violations,
+    sandbox_env,
+)
+from streamworker.settings import Settings
+
+log = logging.getLogger(__name__)
+POOL_NAME_PREFIX = "streamworker-pool-"
+
+
+@dataclass
+class PooledContainer:
+    container: aiodocker.containers.DockerContainer
+    image_id: str
+    env: dict[str, str]
+    policy: ContainerPolicy
+    created_monotonic: float
+
+    def session(self) -> Session:
+        return Session(self.container, self.image_id, self.env)
+
+
+def pool_policy(language: Language, settings: Settings) -> ContainerPolicy:
+    """The create-time policy of a language's pool: what a default submission needs."""
+    run_memory = max(
+        settings.default_limits.memory_mb, int(language.limits_floor.get("memory_mb", 0))
+    )
+    run_pids = max(
+        settings.default_limits.processes, int(language.limits_floor.get("processes", 0))
+    )
+    compiled = language.compiled
+    return ContainerPolicy(
+        memory_mb=max(run_memory, settings.compile_limits.memory_mb if compiled else 0),
+        processes=max(run_pids, settings.compile_limits.processes if compiled else 0),
+        workspace_mb=settings.workspace_mb,
+        file_size_kb=max(settings.max_limits.file_size_kb, settings.compile_limits.file_size_kb),
+    )
+
+
+def fits(policy: ContainerPolicy, pooled: ContainerPolicy) -> bool:
+    """Create-time-only settings must match; memory and pids are adjusted on take."""
+    return (policy.workspace_mb, policy.tmp_mb, policy.cpus, policy.file_size_kb) == (
+        pooled.workspace_mb,
+        pooled.tmp_mb,
+        pooled.cpus,
+        pooled.file_size_kb,
+    )
+
+
+class LanguagePool:
+    """The ready containers of one language, refilled by one background task."""
+
+    def __init__(
+        self,
+        docker: aiodocker.Docker,
+        settings: Settings,
+        language: Language,
+        image: str,
+        min_size: int,
+        max_size: int,
+    ) -> None:
+        self.docker = docker
+        self.settings = settings
+        self.language = language
+        self.image = image
+        self.min_size = min_size
+        self.max_size = max_size
+        self.target = min_size
+        self.policy = pool_policy(language, settings)
+        self._ready: deque[PooledContainer] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_take = time.monotonic()
+        self._image_id: str | None = None
+        self.created = 0
+
+    @property
+    def size(self) -> int:
+        return len(self._ready)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(
+                self._refill_forever(), name=f"pool-{self.language.id}"
+            )
+
+    def take(self) -> PooledContainer | None:
+        """A ready container, or None (a miss: the caller runs cold, the pool grows)."""
+        self._last_take = time.monotonic()
+        while self._ready:
+            pooled = self._ready.popleft()
+            if time.monotonic() - pooled.created_monotonic < self.settings.pool_max_idle_s:
+                metrics.POOL_HITS.labels(self.language.id).inc()
+                self._changed()
+                return pooled
+            self._discard(pooled)  # too old for its deadline label: recycle
+        metrics.POOL_MISSES.labels(self.language.id).inc()
+        self.target = min(self.max_size, self.target + 1)
+        self._changed()
+        return None
+
+    def _changed(self) -> None:
+        metrics.POOL_SIZE.labels(self.language.id).set(len(self._ready))
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Stop refilling and remove every idle container."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        while self._ready:
+            await _remove(self._ready.popleft().container)
+        self._changed()
+
+    async def _refill_forever(self) -> None:
+        while True:
+            try:
+                await self._check_image()
+                self._shrink_when_idle()
+                while len(self._ready) < self.target:
+                    began = time.monotonic()
+                    self._ready.append(await self._create())
+                    metrics.POOL_REFILL_SECONDS.labels(self.language.id).observe(
+                        time.monotonic() - began
+                    )
+                    self._changed()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Docker down or image missing: retry later
+                log.warning("pool %s refill failed: %s", self.language.id, exc)
+                await asyncio.sleep(2.0)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.pool_check_interval_s):
+                    await self._wake.wait()
+
+    def _shrink_when_idle(self) -> None:
+        idle = time.monotonic() - self._last_take
+        if idle > self.settings.pool_idle_shrink_s and self.target > self.min_size:
+            self.target -= 1
+            self._last_take = time.monotonic()
+        while len(self._ready) > self.target:
+            self._discard(self._ready.pop())
+
+    async def _check_image(self) -> None:
+        """A rebuilt image means the pool's containers are stale: drain them."""
+        info = await self.docker.images.inspect(self.image)
+        image_id = str(info["Id"])
+        if self._image_id is not None and image_id != self._image_id:
+            log.info("image %s changed; draining the %s pool", self.image, self.language.id)
+            while self._ready:
+                self._discard(self._ready.popleft())
+        self._image_id = image_id
+
+    def _discard(self, pooled: PooledContainer) -> None:
+        task = asyncio.create_task(_remove(pooled.container))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _create(self) -> PooledContainer:
+        created = now_utc()
+        budget = self.settings.pool_max_idle_s + max_budget_s(self.settings)
+        labels = {
+            f"{LABEL_PREFIX}.service": "streamworker",
+            f"{LABEL_PREFIX}.pool": self.language.id,
+            f"{LABEL_PREFIX}.worker-id": self.settings.worker_id,
+            f"{LABEL_PREFIX}.created-at": iso(created) or "",
+            f"{LABEL_PREFIX}.deadline-at": iso(created + timedelta(seconds=budget)) or "",
+            f"{LABEL_PREFIX}.language": self.language.id,
+        }
+        env = sandbox_env(self.language.env)
+        config = container_config(self.image, self.policy, labels, env)
+        name = f"{POOL_NAME_PREFIX}{self.language.id}-{uuid.uuid4().hex[:12]}"
+        container = await self.docker.containers.create(config, name=name)
+        try:
+            info = await container.show()
+            problems = limit_violations(config, info)
+            if problems:
+                raise RuntimeError("daemon dropped limits: " + "; ".join(problems))
+            await container.start()
+        except BaseException:
+            await asyncio.shield(_remove(container))
+            raise
+        self.created += 1
+        return PooledContainer(
+            container, str(info.get("Image", "")), env, self.policy, time.monotonic()
+        )
+
+
+def max_budget_s(settings: Settings) -> float:
+    """The longest any submission may run (compile plus every case at the maximum)."""
+    per_run = settings.max_limits.wall_time_s + 6.0
+    return settings.compile_limits.wall_time_s + 5.0 + per_run * settings.max_test_cases
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+async def _remove(container: aiodocker.containers.DockerContainer) -> None:
+    try:
+        await container.delete(force=True, v=True)
+    except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError) as exc:
+        if not (isinstance(exc, aiodocker.DockerError) and exc.status in (404, 409)):
+            log.warning("removing pooled container %s failed: %s", container.id[:12], exc)
+
+
+def remove_later(container: aiodocker.containers.DockerContainer) -> None:
+    """Destroy a used container off the critical path (tracked; awaited at shutdown)."""
+    task = asyncio.create_task(_remove(container))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def wait_removals(timeout_s: float = 30.0) -> None:
+    if _background:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*list(_background), return_exceptions=True)
+
+
+class PoolManager:
+    """All warm pools of a worker: pre-warmed languages at start, others on demand."""
+
+    def __init__(
+        self,
+        docker: aiodocker.Docker,
+        settings: Settings,
+        image_for: Callable[[Language], str] | None = None,
+    ) -> None:
+        self.docker = docker
+        self.settings = settings
+        self._image_for = image_for or (
+            lambda lang: lang.image or f"{settings.image_prefix}/{lang.id}:{settings.debian_suite}"
+        )
+        self.pools: dict[str, LanguagePool] = {}
+
+    def _pool(self, language: Language, min_size: int) -> LanguagePool:
+        pool = self.pools.get(language.id)
+        if pool is None:
+            pool = LanguagePool(
+                self.docker,
+                self.settings,
+                language,
+                self._image_for(language),
+                min_size,
+                self.settings.pool_max_size,
+            )
+            self.pools[language.id] = pool
+            pool.start()
+        return pool
+
+    async def start(self, languages: Iterable[str] | None = None) -> None:
+        """Pre-warm `languages` (default: the configured ones) to their minimum size."""
+        for lang_id in languages if languages is not None else self.settings.pool_languages:
+            self._pool(get_language(lang_id), self.settings.pool_min_size)
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Until every pre-warmed pool holds its target (for benchmarks and tests)."""
+        async with asyncio.timeout(timeout_s):
+            while any(p.size < p.target for p in self.pools.values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # polling is fine here: a one-off wait
+
+    def take(self, language: Language, policy: ContainerPolicy) -> PooledContainer | None:
+        if self.settings.pool_max_size == 0:
+            return None
+        pool = self._pool(language, 0)
+        if not fits(policy, pool.policy):
+            return None
+        return pool.take()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.drain() for p in self.pools.values()))
+        await wait_removals()
