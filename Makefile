@@ -10,7 +10,7 @@ PG_URL := postgresql+asyncpg://streamworker:streamworker@127.0.0.1:5432/streamwo
 TEST_LANGUAGES ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status images demo test test-unit lint fmt
+.PHONY: help install up down status images image demo test test-unit lint fmt
 
 help:
 	@echo "make demo   - install what is missing, start the stack, build images, run samples"
@@ -44,6 +44,10 @@ images: install
 demo: up images
 	STREAMWORKER_DATABASE_URL=$(PG_URL) $(VENV)/bin/python dev/demo.py
 
+image: install
+	bash dev/stack.sh up-docker
+	bash dev/packaging/build-worker-image.sh
+
 lint: install
 	$(VENV)/bin/ruff check streamworker tests dev
 	$(VENV)/bin/ruff format --check streamworker tests dev
@@ -54,6 +58,8 @@ test-unit: install
 
 test: install lint
 	bash dev/stack.sh up
+	bash dev/packaging/install-tools.sh
+	bash dev/packaging/build-worker-image.sh
 	$(SW) images build $(TEST_LANGUAGES)
 	STREAMWORKER_REQUIRE_STACK=1 $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 

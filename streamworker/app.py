@@ -17,6 +17,7 @@ import faust
 from faust.web import Request, Response, View
 
 from streamworker import metrics
+from streamworker.faust_sensor import PrometheusSensor
 from streamworker.pipeline import Outcome, Source
 from streamworker.runtime import WorkerRuntime
 from streamworker.settings import Settings
@@ -74,6 +75,7 @@ def create_app(
         table_cleanup_interval=3600.0,
         stream_wait_empty=False,
     )
+    app.sensors.add(PrometheusSensor(queue_topics={settings.topics.submissions}))
     runtime = WorkerRuntime(settings)
     raw: dict[str, Any] = {
         "key_type": bytes,

@@ -4,13 +4,53 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from streamworker import __version__
 
 if TYPE_CHECKING:
     from streamworker.judge import Verdict
 
+disable_created_metrics()  # drops the *_created series (about half the page)
 REGISTRY = CollectorRegistry(auto_describe=True)
-_DURATION_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_MEMORY_BUCKETS = tuple(float(mib << 20) for mib in (4, 16, 32, 64, 128, 256, 512, 1024, 2048))
+
+BUILD = Info("streamworker_build", "The worker's version.", registry=REGISTRY)
+BUILD.info({"version": __version__})
+CONTAINER_FAILURES = Counter(
+    "streamworker_container_failures",
+    "Container operations that failed, by operation (create, start, remove, limits).",
+    ["operation"],
+    registry=REGISTRY,
+)
+RUN_CPU_SECONDS = Histogram(
+    "streamworker_run_cpu_seconds",
+    "CPU time per stage (compile, run) as measured by the sandbox helper.",
+    ["language", "stage"],
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+RUN_MEMORY_BYTES = Histogram(
+    "streamworker_run_memory_peak_bytes",
+    "Peak resident memory per stage (compile, run) as measured by the sandbox helper.",
+    ["language", "stage"],
+    buckets=_MEMORY_BUCKETS,
+    registry=REGISTRY,
+)
+AUDIT_LAG_SECONDS = Gauge(
+    "streamworker_audit_lag_seconds",
+    "Age of the oldest audit event not yet written to the database (0 when none).",
+    registry=REGISTRY,
+)
 
 SUBMISSIONS = Counter(
     "streamworker_submissions",
@@ -89,11 +129,14 @@ DOCKER_PING_SECONDS = Gauge(
 
 def observe_verdict(language: str, verdict: Verdict, elapsed_s: float) -> None:
     SUBMISSION_SECONDS.labels(language).observe(elapsed_s)
-    if verdict.compile is not None and verdict.compile.wall_time_s is not None:
-        EXECUTION_SECONDS.labels(language, "compile").observe(verdict.compile.wall_time_s)
-    for run in verdict.runs:
+    stages = [("compile", verdict.compile)] if verdict.compile is not None else []
+    for stage, run in [*stages, *(("run", r) for r in verdict.runs)]:
         if run.wall_time_s is not None:
-            EXECUTION_SECONDS.labels(language, "run").observe(run.wall_time_s)
+            EXECUTION_SECONDS.labels(language, stage).observe(run.wall_time_s)
+        if run.cpu_time_s is not None:
+            RUN_CPU_SECONDS.labels(language, stage).observe(run.cpu_time_s)
+        if run.memory_kb is not None:
+            RUN_MEMORY_BYTES.labels(language, stage).observe(run.memory_kb * 1024)
 
 
 def render() -> bytes:

@@ -15,6 +15,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 
+from streamworker import metrics
 from streamworker.errors import (
     ContainerCreateFailed,
     DockerUnavailable,
@@ -163,6 +164,7 @@ async def _create(
         if exc.status == 409:
             await remove_by_name(docker, name)
             return await docker.containers.create(config, name=name)
+        metrics.CONTAINER_FAILURES.labels("create").inc()
         raise ContainerCreateFailed(f"create failed: {exc.message}") from exc
 
 
@@ -180,11 +182,13 @@ async def open_session(
         info = await container.show()
         problems = limit_violations(config, info)
         if problems:
+            metrics.CONTAINER_FAILURES.labels("limits").inc()
             raise LimitNotApplied("refusing to run, the daemon dropped: " + "; ".join(problems))
         await container.start()
         env = dict(item.split("=", 1) for item in config["Env"])
         yield Session(container, str(info.get("Image", "")), env)
     except aiodocker.DockerError as exc:
+        metrics.CONTAINER_FAILURES.labels("start").inc()
         raise SandboxError(f"Docker refused: {exc.message}") from exc
     except (aiohttp.ClientError, ConnectionError) as exc:
         raise DockerUnavailable(f"Docker connection lost: {exc}") from exc
@@ -199,4 +203,5 @@ async def _remove(container: aiodocker.containers.DockerContainer) -> None:
         await container.delete(force=True, v=True)
     except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError) as exc:
         # Never let a failed removal replace the real result; the reaper retries later.
+        metrics.CONTAINER_FAILURES.labels("remove").inc()
         log.warning("removing container %s failed: %s", str(container.id)[:12], exc)

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Tools the packaging tests need, each installed once and cached under .state/:
+#
+#   helm        Helm 3, built from the Go module proxy (install-helm.sh) → .state/bin/helm
+#   prometheus  Debian's prometheus package (promtool + the server), unpacked with
+#               `apt-get download` + `dpkg-deb -x` → .state/bin/{promtool,prometheus};
+#               unpacked rather than installed so that no daemon starts on 0.0.0.0:9090
+#   compose     Debian's docker-compose (v1.29, a real Compose file parser: `config`)
+#   python      kubernetes-validate (Kubernetes JSON schemas, offline) into .venv
+#
+#   dev/packaging/install-tools.sh [all | helm | prometheus | compose | python]...
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BIN="$ROOT/.state/bin"
+TOOLS="$ROOT/.state/tools"
+LOGS="$ROOT/.state/logs"
+
+say() { printf 'packaging: %s\n' "$*"; }
+die() {
+  printf 'packaging: error: %s\n' "$*" >&2
+  exit 1
+}
+
+as_root() {
+  if [[ $EUID -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root (or sudo) for: $*"
+  fi
+}
+
+# Run an apt command; refresh the package lists once if the first try fails.
+apt_retry() {
+  "$@" >>"$LOGS/apt.log" 2>&1 && return 0
+  as_root apt-get update -q >>"$LOGS/apt.log" 2>&1 || true
+  "$@" >>"$LOGS/apt.log" 2>&1 || die "$* failed; see $LOGS/apt.log"
+}
+
+install_helm() { bash "$ROOT/dev/packaging/install-helm.sh"; }
+
+install_prometheus() {
+  if [[ -x $BIN/promtool && -x $BIN/prometheus ]] && "$BIN/promtool" --version >/dev/null 2>&1; then
+    say "prometheus: present ($("$BIN/prometheus" --version 2>&1 | head -n1))"
+    return 0
+  fi
+  local debs="$TOOLS/debs" dest="$TOOLS/prometheus"
+  mkdir -p "$debs" "$BIN"
+  say "prometheus: unpacking Debian's package into ${dest#"$ROOT"/}"
+  rm -f "$debs"/prometheus_*.deb
+  (cd "$debs" && apt_retry apt-get download -q prometheus)
+  rm -rf "$dest"
+  dpkg-deb -x "$debs"/prometheus_*.deb "$dest"
+  ln -sf "$dest/usr/bin/promtool" "$BIN/promtool"
+  ln -sf "$dest/usr/bin/prometheus" "$BIN/prometheus"
+  say "prometheus: $("$BIN/prometheus" --version 2>&1 | head -n1)"
+}
+
+install_compose() {
+  if command -v docker-compose >/dev/null && docker-compose version >/dev/null 2>&1; then
+    say "docker-compose: present ($(docker-compose version --short 2>/dev/null))"
+    return 0
+  fi
+  say "docker-compose: apt-get install docker-compose"
+  apt_retry as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends docker-compose
+  say "docker-compose: $(docker-compose version --short)"
+}
+
+install_python() {
+  local py="$ROOT/.venv/bin/python"
+  [[ -x $py ]] || die "no .venv yet (make install)"
+  if "$py" -c 'import kubernetes_validate' 2>/dev/null; then
+    say "kubernetes-validate: present"
+    return 0
+  fi
+  say "kubernetes-validate: pip install"
+  "$ROOT/.venv/bin/pip" install -q 'kubernetes-validate>=1.31'
+}
+
+mkdir -p "$BIN" "$TOOLS" "$LOGS"
+targets=("$@")
+((${#targets[@]})) || targets=(all)
+for target in "${targets[@]}"; do
+  case $target in
+  all) install_helm && install_prometheus && install_compose && install_python ;;
+  helm) install_helm ;;
+  prometheus) install_prometheus ;;
+  compose) install_compose ;;
+  python) install_python ;;
+  *) die "unknown tool $target (all, helm, prometheus, compose, python)" ;;
+  esac
+done
