@@ -106,7 +106,8 @@ class Settings:
     max_test_cases: int = 64
     result_output_kb: int = 64
     topic_partitions: int = 4
-    concurrency: int = 2
+    concurrency: int = 4
+    memory_budget_mb: int = 4096
     health_interval_s: float = 15.0
     reap_interval_s: float = 30.0
     pool_languages: tuple[str, ...] = ("python",)
@@ -262,6 +263,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_test_cases=_int(env, "STREAMWORKER_MAX_TEST_CASES", Settings.max_test_cases),
         topic_partitions=max(1, _int(env, "STREAMWORKER_TOPIC_PARTITIONS", 4)),
         result_output_kb=_int(env, "STREAMWORKER_RESULT_OUTPUT_KB", Settings.result_output_kb),
+        memory_budget_mb=_int(
+            env, "STREAMWORKER_MEMORY_BUDGET_MB", Settings.memory_budget_mb, minimum=64
+        ),
         concurrency=max(1, _int(env, "STREAMWORKER_CONCURRENCY", Settings.concurrency)),
         reap_interval_s=_float(env, "STREAMWORKER_REAP_INTERVAL_S", Settings.reap_interval_s),
         pool_languages=_list(env, "STREAMWORKER_POOL_LANGUAGES", Settings.pool_languages),

@@ -13,6 +13,7 @@ import aiodocker
 
 from streamworker.contract import iso, now_utc
 from streamworker.languages.registry import Language
+from streamworker.sandbox.budget import MemoryBudget
 from streamworker.sandbox.container import Session, open_session, remove_by_name
 from streamworker.sandbox.pool import PooledContainer, PoolManager, remove_later
 from streamworker.sandbox.reaper import remove_submission_containers
@@ -81,6 +82,7 @@ class DockerSandbox:
         self.settings = settings
         self.host_config_extra = dict(host_config_extra or {})
         self.pools = pools if not host_config_extra else None
+        self.budget = MemoryBudget(settings.memory_budget_mb)
 
     def image_for(self, language: Language) -> str:
         return image_ref(language, self.settings)
@@ -89,6 +91,21 @@ class DockerSandbox:
     async def session(
         self,
         *,
+        submission_id: str,
+        attempt: int,
+        language: Language,
+        policy: ContainerPolicy,
+        budget_s: float,
+    ) -> AsyncIterator[Session]:
+        async with (
+            self.budget.reserve(policy.memory_mb),
+            self._session(submission_id, attempt, language, policy, budget_s) as session,
+        ):
+            yield session
+
+    @asynccontextmanager
+    async def _session(
+        self,
         submission_id: str,
         attempt: int,
         language: Language,

@@ -151,13 +151,9 @@ class LanguagePool:
             try:
                 await self._check_image()
                 self._shrink_when_idle()
-                while len(self._ready) < self.target:
-                    began = time.monotonic()
-                    self._ready.append(await self._create())
-                    metrics.POOL_REFILL_SECONDS.labels(self.language.id).observe(
-                        time.monotonic() - began
-                    )
-                    self._changed()
+                while (missing := self.target - len(self._ready)) > 0:
+                    # Two at a time: enough to keep up with a burst, not enough to thrash.
+                    await asyncio.gather(*(self._add() for _ in range(min(2, missing))))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Docker down or image missing: retry later
@@ -167,6 +163,12 @@ class LanguagePool:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.pool_check_interval_s):
                     await self._wake.wait()
+
+    async def _add(self) -> None:
+        began = time.monotonic()
+        self._ready.append(await self._create())
+        metrics.POOL_REFILL_SECONDS.labels(self.language.id).observe(time.monotonic() - began)
+        self._changed()
 
     def _shrink_when_idle(self) -> None:
         idle = time.monotonic() - self._last_take

@@ -66,9 +66,10 @@ def explain_failure(exc: BaseException, endpoint: DockerEndpoint) -> Diagnosis:
     chain = list(causes(exc))
     where = _where(endpoint)
     tls = endpoint.kind == "tls"
-    for err in chain:
-        if isinstance(err, ssl.SSLCertVerificationError):
-            return _server_cert(err, where)
+    # aiohttp's certificate error subclasses ssl's too; the one inside has the details.
+    verify = [err for err in chain if isinstance(err, ssl.SSLCertVerificationError)]
+    if verify:
+        return _server_cert(verify[-1], where)
     for err in chain:
         if isinstance(err, ssl.SSLError) and any(a in _reason(err) for a in _CLIENT_CERT_ALERTS):
             return _client_cert_rejected(where)
@@ -107,9 +108,9 @@ def explain_failure(exc: BaseException, endpoint: DockerEndpoint) -> Diagnosis:
             or getattr(err, "errno", None) == errno.ECONNRESET
             or type(err).__name__ == "ServerDisconnectedError"
         ):
-            # TLS 1.3: the server checks our certificate after the client's handshake is
-            # done, so a rejection reaches us as a reset on the first read.
-            return _client_cert_rejected(where)
+            # TLS 1.3: the server checks our certificate after the client's side of the
+            # handshake is done, so a rejection reaches us as a reset on the first read.
+            return _client_cert_rejected(where, certain=False)
     first = str(chain[-1] if len(chain) > 1 else exc) or type(exc).__name__
     return Diagnosis(
         f"cannot reach Docker at {where}: {first}",
@@ -118,7 +119,7 @@ def explain_failure(exc: BaseException, endpoint: DockerEndpoint) -> Diagnosis:
 
 
 def _server_cert(err: ssl.SSLCertVerificationError, where: str) -> Diagnosis:
-    detail = str(err.verify_message or err)
+    detail = str(getattr(err, "verify_message", None) or err)
     if "mismatch" in detail.lower():
         return Diagnosis(
             f"the daemon's certificate does not name the host in {where} ({detail})",
@@ -136,9 +137,10 @@ def _server_cert(err: ssl.SSLCertVerificationError, where: str) -> Diagnosis:
     )
 
 
-def _client_cert_rejected(where: str) -> Diagnosis:
+def _client_cert_rejected(where: str, certain: bool = True) -> Diagnosis:
+    how = "" if certain else "closed the connection after the TLS handshake: most likely it "
     return Diagnosis(
-        f"the daemon at {where} rejected our client certificate (it closed the TLS connection)",
+        f"the daemon at {where} {how}rejected our client certificate",
         "DOCKER_CERT_PATH/cert.pem must be signed by the CA the daemon trusts (--tlscacert) "
         "and not expired; `dev/tls.sh` issues a matching set",
     )

@@ -1,0 +1,133 @@
+"""Warm pools on real Docker: single use, refill, drain, and no leak after 500 runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import aiodocker
+import pytest
+import pytest_asyncio
+
+from streamworker.contract import Status, decode_submission
+from streamworker.judge import judge
+from streamworker.languages.registry import get_language
+from streamworker.sandbox.connection import connect, resolve_endpoint
+from streamworker.sandbox.executor import DockerSandbox
+from streamworker.sandbox.pool import PoolManager
+from streamworker.sandbox.spec import LABEL_PREFIX, container_name
+from streamworker.settings import load_settings
+
+pytestmark = [pytest.mark.integration]
+
+
+class Harness:
+    def __init__(self, worker_id: str) -> None:
+        self.settings = load_settings(
+            {
+                "STREAMWORKER_WORKER_ID": worker_id,
+                "STREAMWORKER_POOL_MIN_SIZE": "2",
+                "STREAMWORKER_POOL_MAX_SIZE": "4",
+            }
+        )
+        self.docker = connect(resolve_endpoint(self.settings.docker))
+        self.pools = PoolManager(self.docker, self.settings)
+        self.sandbox = DockerSandbox(self.docker, self.settings, pools=self.pools)
+
+    async def run(self, source: str = "print('hi')") -> tuple[str, object]:
+        sid = f"pool-{uuid.uuid4().hex[:10]}"
+        event = {
+            "submission_id": sid,
+            "language": "python",
+            "source": source,
+            "expected_output": "hi\n",
+        }
+        sub = decode_submission(json.dumps(event).encode())
+        return sid, await judge(sub, get_language("python"), self.settings, self.sandbox)
+
+    async def containers(self) -> list[dict[str, object]]:
+        filters = {"label": [f"{LABEL_PREFIX}.worker-id={self.settings.worker_id}"]}
+        found = await self.docker.containers.list(all=True, filters=json.dumps(filters))
+        return [c._container for c in found]
+
+
+@pytest_asyncio.fixture
+async def harness(docker_available: None) -> AsyncIterator[Harness]:
+    h = Harness(f"pooltest-{uuid.uuid4().hex[:8]}")
+    await h.pools.start(["python"])
+    await h.pools.wait_ready()
+    try:
+        yield h
+    finally:
+        await h.pools.stop()
+        for info in await h.containers():
+            await h.docker.containers.container(str(info["Id"])).delete(force=True)
+        await h.docker.close()
+
+
+async def test_containers_are_single_use_and_refilled(harness: Harness) -> None:
+    pool = harness.pools.pools["python"]
+    ready_before = {c.container.id for c in pool._ready}
+    assert len(ready_before) == 2
+    _, first = await harness.run()
+    _, second = await harness.run()
+    assert first.status is Status.ACCEPTED and second.status is Status.ACCEPTED
+    await harness.pools.wait_ready(30)
+    ready_after = {c.container.id for c in pool._ready}
+    assert not ready_before & ready_after, "a used container came back into the pool"
+    await asyncio.sleep(1.0)
+    live = {str(info["Id"]) for info in await harness.containers()}
+    used = ready_before
+    assert not used & live, "used containers must be destroyed"
+    assert pool.size == pool.target >= 2
+
+
+async def test_taken_container_gets_the_deterministic_name(harness: Harness) -> None:
+    sid = f"pool-name-{uuid.uuid4().hex[:8]}"
+    event = {
+        "submission_id": sid,
+        "language": "python",
+        "source": "import time\ntime.sleep(1.5)\nprint('hi')\n",
+    }
+    sub = decode_submission(json.dumps(event).encode())
+    task = asyncio.create_task(
+        judge(sub, get_language("python"), harness.settings, harness.sandbox)
+    )
+    name = container_name(sid, 1)
+    seen = None
+    for _ in range(100):
+        try:
+            seen = await harness.docker.containers.container(name).show()
+            break
+        except aiodocker.DockerError:
+            await asyncio.sleep(0.02)
+    verdict = await task
+    assert verdict.status is Status.ACCEPTED
+    assert seen is not None, "the pooled container was not renamed to the attempt's name"
+    assert seen["Config"]["Labels"][f"{LABEL_PREFIX}.pool"] == "python"
+
+
+async def test_drain_removes_every_idle_container(harness: Harness) -> None:
+    assert len(await harness.containers()) >= 2
+    await harness.pools.stop()
+    assert await harness.containers() == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_no_leak_after_500_runs(harness: Harness) -> None:
+    semaphore = asyncio.Semaphore(4)
+
+    async def one() -> Status:
+        async with semaphore:
+            _, verdict = await harness.run()
+            return verdict.status  # type: ignore[attr-defined,no-any-return]
+
+    statuses = await asyncio.gather(*(one() for _ in range(500)))
+    assert set(statuses) == {Status.ACCEPTED}
+    pool = harness.pools.pools["python"]
+    assert pool.created > 2, "the pool should have served and refilled"
+    await harness.pools.stop()
+    assert await harness.containers() == []
