@@ -22,6 +22,7 @@ import re
 import shlex
 import shutil
 import tarfile
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
@@ -370,8 +371,7 @@ async def _bootstrap(docker: Any, lang: Language, plan: _Plan) -> str:
     """Run mmdebstrap and stream its tar into `POST /images/create`; returns the image id."""
     if shutil.which("mmdebstrap") is None:
         raise ImageBuildError("mmdebstrap is not installed (apt-get install mmdebstrap)")
-    incoming = plan.apt_cache.with_name(f"apt-incoming-{lang.id}")
-    shutil.rmtree(incoming, ignore_errors=True)
+    incoming = Path(tempfile.mkdtemp(prefix=f"apt-incoming-{lang.id}-", dir=plan.apt_cache.parent))
     argv = mmdebstrap_argv(
         lang,
         suite=plan.settings.debian_suite,
