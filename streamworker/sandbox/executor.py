@@ -12,6 +12,7 @@ from typing import Any
 import aiodocker
 
 from streamworker.contract import iso, now_utc
+from streamworker.languages.images import image_ref
 from streamworker.languages.registry import Language
 from streamworker.sandbox.budget import MemoryBudget
 from streamworker.sandbox.container import Session, open_session, remove_by_name
@@ -29,11 +30,6 @@ from streamworker.settings import Settings
 log = logging.getLogger(__name__)
 DEADLINE_SLACK_S = 30
 """How long past its time budget a container may live before the reaper removes it."""
-
-
-def image_ref(language: Language, settings: Settings) -> str:
-    """The image a language runs in: its override, else the one we build."""
-    return language.image or f"{settings.image_prefix}/{language.id}:{settings.debian_suite}"
 
 
 @asynccontextmanager

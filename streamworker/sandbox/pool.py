@@ -26,6 +26,7 @@ import aiohttp
 
 from streamworker import metrics
 from streamworker.contract import iso, now_utc
+from streamworker.languages.images import image_ref
 from streamworker.languages.registry import Language, get_language
 from streamworker.sandbox.container import Session
 from streamworker.sandbox.spec import (
@@ -265,9 +266,7 @@ class PoolManager:
     ) -> None:
         self.docker = docker
         self.settings = settings
-        self._image_for = image_for or (
-            lambda lang: lang.image or f"{settings.image_prefix}/{lang.id}:{settings.debian_suite}"
-        )
+        self._image_for = image_for or (lambda lang: image_ref(lang, settings))
         self.pools: dict[str, LanguagePool] = {}
 
     def _pool(self, language: Language, min_size: int) -> LanguagePool:
