@@ -116,7 +116,7 @@ class WorkerRuntime:
         while True:
             try:
                 assert self._docker is not None
-                await reap_expired(self._docker, now_utc())
+                await reap_expired(self._docker, now_utc(), self.settings.pool_max_idle_s)
             except Exception as exc:  # Docker down: try again next round
                 log.warning("reaper round failed: %s", exc)
             await asyncio.sleep(self.settings.reap_interval_s)

@@ -29,6 +29,7 @@ from streamworker.contract import iso, now_utc
 from streamworker.languages.images import image_ref
 from streamworker.languages.registry import Language, get_language
 from streamworker.sandbox.container import Session
+from streamworker.sandbox.reaper import POOL_NAME_PREFIX
 from streamworker.sandbox.spec import (
     LABEL_PREFIX,
     ContainerPolicy,
@@ -39,7 +40,6 @@ from streamworker.sandbox.spec import (
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
-POOL_NAME_PREFIX = "streamworker-pool-"
 
 
 @dataclass

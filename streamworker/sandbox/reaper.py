@@ -16,6 +16,8 @@ import aiodocker
 from streamworker.sandbox.spec import LABEL_PREFIX
 
 log = logging.getLogger(__name__)
+POOL_NAME_PREFIX = "streamworker-pool-"
+POOL_ORPHAN_SLACK_S = 60.0
 GONE = (404, 409)
 """Not found, or removal already in progress (e.g. by the reaper): either way, going."""
 SERVICE_FILTER = {"label": [f"{LABEL_PREFIX}.service=streamworker"]}
@@ -33,15 +35,33 @@ def is_expired(labels: Mapping[str, str], now: datetime) -> bool:
     return deadline <= now
 
 
-async def reap_expired(docker: aiodocker.Docker, now: datetime) -> list[str]:
+def is_orphaned_pool_container(
+    name: str, created_unix: float, now: datetime, max_idle_s: float
+) -> bool:
+    """An idle warm container its pool should have recycled long ago: its worker is gone.
+
+    Taken containers are renamed to their submission's name, so only idle ones match.
+    """
+    return name.startswith(POOL_NAME_PREFIX) and (
+        now.timestamp() - created_unix > max_idle_s + POOL_ORPHAN_SLACK_S
+    )
+
+
+async def reap_expired(
+    docker: aiodocker.Docker, now: datetime, pool_max_idle_s: float = 300.0
+) -> list[str]:
     """Remove every expired streamworker container; returns the names removed."""
     removed: list[str] = []
     containers = await docker.containers.list(all=True, filters=json.dumps(SERVICE_FILTER))
     for container in containers:
         labels = container._container.get("Labels") or {}
-        if not is_expired(labels, now):
-            continue
         name = (container._container.get("Names") or [container.id])[0].lstrip("/")
+        created = float(container._container.get("Created") or 0)
+        if not (
+            is_expired(labels, now)
+            or is_orphaned_pool_container(name, created, now, pool_max_idle_s)
+        ):
+            continue
         try:
             await container.delete(force=True, v=True)
             removed.append(name)

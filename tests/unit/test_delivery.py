@@ -16,7 +16,7 @@ from streamworker.judge import time_budget_s
 from streamworker.languages.registry import get_language
 from streamworker.pipeline import Pipeline, Source
 from streamworker.retry import RetryPolicy, retry
-from streamworker.sandbox.reaper import is_expired
+from streamworker.sandbox.reaper import is_expired, is_orphaned_pool_container
 from streamworker.sandbox.spec import LABEL_PREFIX
 from streamworker.settings import DEFAULT_LIMITS, Settings
 
@@ -183,3 +183,17 @@ def test_time_budget_covers_compile_and_every_case() -> None:
     three = time_budget_s(python, DEFAULT_LIMITS, compile_limits, 3)
     assert three == pytest.approx(3 * one)
     assert time_budget_s(c, DEFAULT_LIMITS, compile_limits, 1) > one + compile_limits.wall_time_s
+
+
+class TestOrphanedPool:
+    def test_old_idle_pool_container_is_an_orphan(self) -> None:
+        created = (NOW - timedelta(seconds=400)).timestamp()
+        assert is_orphaned_pool_container("streamworker-pool-python-abc", created, NOW, 300)
+
+    def test_young_idle_pool_container_is_kept(self) -> None:
+        created = (NOW - timedelta(seconds=100)).timestamp()
+        assert not is_orphaned_pool_container("streamworker-pool-python-abc", created, NOW, 300)
+
+    def test_taken_containers_are_judged_by_their_deadline_only(self) -> None:
+        created = (NOW - timedelta(hours=2)).timestamp()
+        assert not is_orphaned_pool_container("streamworker-s1-abc-a1", created, NOW, 300)
