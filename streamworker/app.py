@@ -139,7 +139,9 @@ def create_app(
             )
             value = message.value if isinstance(message.value, bytes) else bytes(message.value)
             if not runtime.accepting:
-                continue  # draining for shutdown: unacknowledged, so it is redelivered
+                # Draining or rebalancing: left unacknowledged, so it is delivered again
+                # (to this worker or to the partition's new owner) from the committed offset.
+                continue
             try:
                 async with runtime.tracking(), key_locks.hold(message.key):
                     outcome = await runtime.pipeline.handle(value, source, is_answered(message.key))
@@ -154,6 +156,14 @@ def create_app(
         await runtime.start()
 
     app.task(start_runtime)
+
+    @app.on_partitions_revoked.connect
+    async def settle(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await runtime.settle_before_revoke(settings.shutdown_grace_s)
+
+    @app.on_partitions_assigned.connect
+    async def resume(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        runtime.resume()
 
     @app.on_before_shutdown.connect
     async def stop_runtime(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-import aiodocker
 from aiokafka import AIOKafkaProducer
 
 from streamworker import metrics
@@ -26,18 +25,17 @@ from streamworker.errors import ConfigError, UnknownLanguage
 from streamworker.languages.images import image_ref
 from streamworker.languages.registry import get_language, load_registry
 from streamworker.sandbox.connection import DockerEndpoint
-from streamworker.sandbox.probe import FAILURES, PROBE_TIMEOUT_S, Probe, follow_events, probe
+from streamworker.sandbox.probe import FAILURES, PROBE_TIMEOUT_S, Daemon, DockerFactory, Probe
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SLOW_PING_S = 1.0
 """A daemon slower than this to answer `_ping` still works, but is reported degraded."""
-RECHECK_MIN_GAP_S = 1.0
-"""Events can come in bursts; one re-check per second is plenty."""
-STREAM_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+RECHECK_MIN_GAP_S = 0.5
+"""Events can come in bursts; two re-checks a second are plenty."""
+STREAM_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 
-DockerFactory = Callable[[], aiodocker.Docker]
 Publish = Callable[[DockerHealthEvent], Awaitable[None]]
 
 
@@ -75,6 +73,7 @@ def required_images(settings: Settings, languages: Sequence[str] = ()) -> list[s
 
 
 def health_event(found: Probe, endpoint: DockerEndpoint, worker_id: str) -> DockerHealthEvent:
+    """The contract's Docker-health event for one probe."""
     status, reason = decide(found)
     return DockerHealthEvent(
         worker_id=worker_id,
@@ -101,15 +100,19 @@ class DockerMonitor:
         settings: Settings,
         publish: Publish,
         required: Sequence[str],
+        on_restart: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_restart` runs once the daemon answers again after it was unreachable or its
+        event stream broke: whatever the worker kept alive there (warm containers) may
+        have died with the old daemon."""
         self.current: DockerHealthEvent | None = None
-        self._factory = docker_factory
-        self._endpoint = endpoint
+        self._daemon = Daemon(docker_factory, endpoint, required)
         self._settings = settings
         self._publish = publish
-        self._required = list(required)
+        self._on_restart = on_restart
+        self._maybe_restarted = False
+        self._restart_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._docker: aiodocker.Docker | None = None
         self._published: DockerStatus | None = None
         self._last_check = float("-inf")
         self._tasks: list[asyncio.Task[None]] = []
@@ -123,11 +126,11 @@ class DockerMonitor:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._restart_tasks]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._restart_tasks, return_exceptions=True)
         self._tasks = []
-        await self._drop_client()
+        await self._daemon.close()
 
     def recheck(self) -> None:
         """Ask for a check as soon as the minimum gap allows."""
@@ -136,12 +139,12 @@ class DockerMonitor:
     async def check(self, due: bool = False) -> DockerHealthEvent:
         """Probe now, update `current` and the metrics, publish if it is time to."""
         self._last_check = time.monotonic()
-        if self._docker is None:
-            self._docker = self._factory()
-        found = await probe(self._docker, self._endpoint, self._required)
-        if not found.reachable:
-            await self._drop_client()  # a restarted daemon is best met with a fresh pool
-        event = health_event(found, self._endpoint, self._settings.worker_id)
+        found = await self._daemon.probe()
+        if found.reachable:
+            self._back()
+        else:
+            self._maybe_restarted = True
+        event = health_event(found, self._daemon.endpoint, self._settings.worker_id)
         self._observe(event, found)
         if should_publish(self._published, event.status, due):
             try:
@@ -197,25 +200,40 @@ class DockerMonitor:
             def on_connected() -> None:
                 nonlocal connected, failures
                 connected = True
-                if failures:
-                    self.recheck()  # the daemon is back
+                if failures:  # the daemon is back, and may be a new one
+                    self.recheck()
+                    self._back()
                 failures = 0
 
-            docker = self._factory()
             try:
-                async for action, container_id in follow_events(docker, on_connected):
+                async for action, container_id in self._daemon.events(on_connected):
                     self._on_event(action, container_id)
                 log.warning("Docker event stream ended (daemon stopping?)")
             except FAILURES as exc:
                 if connected:
                     log.warning("Docker event stream broke: %s", exc)
-            finally:
-                await docker.close()
             if connected:
                 metrics.DOCKER_EVENT_STREAM_BREAKS.inc()
+                self._maybe_restarted = True
             failures += 1
             self.recheck()
             await asyncio.sleep(STREAM_BACKOFF_S[min(failures, len(STREAM_BACKOFF_S)) - 1])
+
+    def _back(self) -> None:
+        """The daemon answers; if it was away, tell `on_restart` (once)."""
+        if not self._maybe_restarted or self._on_restart is None:
+            return
+        self._maybe_restarted = False
+        task = asyncio.create_task(self._run_restart_hook(self._on_restart))
+        self._restart_tasks.add(task)
+        task.add_done_callback(self._restart_tasks.discard)
+
+    @staticmethod
+    async def _run_restart_hook(hook: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await hook()
+        except Exception:
+            log.exception("the Docker restart hook failed")
 
     def _on_event(self, action: str, container_id: str) -> None:
         if action not in ("oom", "die"):
@@ -226,12 +244,6 @@ class DockerMonitor:
         if action == "oom":
             log.info("container %s was OOM-killed", container_id[:12])
             self.recheck()
-
-    async def _drop_client(self) -> None:
-        if self._docker is not None:
-            docker, self._docker = self._docker, None
-            with contextlib.suppress(Exception):
-                await docker.close()
 
 
 class KafkaPublisher:

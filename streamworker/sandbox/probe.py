@@ -1,6 +1,8 @@
 """Looking at the Docker daemon: one probe (ping, version, info, images) and its events.
 
 Plain data out, so the health policy (`streamworker.monitor`) never touches aiodocker.
+`Daemon` owns the clients and makes a fresh one after a failure: a daemon that was
+restarted is best met with a new connection pool.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from streamworker.sandbox.spec import LABEL_PREFIX
 from streamworker.sandbox.tls import explain_failure
 
 PROBE_TIMEOUT_S = 5.0
+DockerFactory = Callable[[], aiodocker.Docker]
 EVENT_FILTERS = {
     "type": ["container"],
     "event": ["oom", "die"],
@@ -126,3 +129,37 @@ async def follow_events(
             found = event_action(line)
             if found is not None:
                 yield found
+
+
+class Daemon:
+    """The daemon as the health monitor sees it: `probe()` now, or `events()` as they come."""
+
+    def __init__(
+        self, factory: DockerFactory, endpoint: DockerEndpoint, required: Sequence[str]
+    ) -> None:
+        self.endpoint = endpoint
+        self._factory = factory
+        self._required = list(required)
+        self._docker: aiodocker.Docker | None = None
+
+    async def probe(self) -> Probe:
+        if self._docker is None:
+            self._docker = self._factory()
+        found = await probe(self._docker, self.endpoint, self._required)
+        if not found.reachable:
+            await self.close()
+        return found
+
+    async def events(self, on_connected: Callable[[], None]) -> AsyncIterator[tuple[str, str]]:
+        """`follow_events` on a client of its own, closed when the stream ends."""
+        docker = self._factory()
+        try:
+            async for item in follow_events(docker, on_connected):
+                yield item
+        finally:
+            await docker.close()
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            docker, self._docker = self._docker, None
+            await docker.close()
