@@ -10,7 +10,7 @@ PG_URL := postgresql+asyncpg://streamworker:streamworker@127.0.0.1:5432/streamwo
 TEST_LANGUAGES ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status images image demo test test-unit lint fmt
+.PHONY: help install up down status images image dind-image doctor demo test test-unit lint fmt
 
 help:
 	@echo "make demo   - install what is missing, start the stack, build images, run samples"
@@ -44,6 +44,12 @@ images: install
 demo: up images
 	STREAMWORKER_DATABASE_URL=$(PG_URL) $(VENV)/bin/python dev/demo.py
 
+doctor: install
+	$(SW) doctor
+
+dind-image: install
+	$(VENV)/bin/python dev/dind/build.py
+
 image: install
 	bash dev/stack.sh up-docker
 	bash dev/packaging/build-worker-image.sh
@@ -61,6 +67,7 @@ test: install lint
 	bash dev/packaging/install-tools.sh
 	bash dev/packaging/build-worker-image.sh
 	$(SW) images build $(TEST_LANGUAGES)
+	$(VENV)/bin/python dev/dind/build.py
 	STREAMWORKER_REQUIRE_STACK=1 $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
 fmt: install

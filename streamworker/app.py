@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 
 from streamworker import metrics
 from streamworker.faust_sensor import PrometheusSensor
+from streamworker.health import consumer_state
 from streamworker.pipeline import Outcome, Source
 from streamworker.runtime import WorkerRuntime
 from streamworker.settings import Settings
@@ -77,6 +78,7 @@ def create_app(
     )
     app.sensors.add(PrometheusSensor(queue_topics={settings.topics.submissions}))
     runtime = WorkerRuntime(settings)
+    group = {"joined": False}  # set once the consumer finished its first rebalance
     raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
@@ -173,6 +175,16 @@ def create_app(
     async def health(web: View, request: Request) -> Response:
         report = await runtime.health()
         return web.json(report.body(), status=200 if report.healthy else 503)
+
+    @app.on_rebalance_complete.connect
+    async def rebalance_complete(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        group["joined"] = True
+
+    @app.page("/ready")
+    async def ready(web: View, request: Request) -> Response:
+        consumer = consumer_state(group["joined"], bool(app.rebalancing))
+        report = await runtime.readiness(consumer)
+        return web.json(report.body(), status=200 if report.ready else 503)
 
     @app.page("/metrics")
     async def metrics_page(web: View, request: Request) -> Response:

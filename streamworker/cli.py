@@ -82,6 +82,15 @@ def cmd_languages(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    logging.getLogger().setLevel(logging.WARNING)  # the checklist is the output
+    from streamworker.doctor import render_json, render_text, run_doctor
+
+    checks = asyncio.run(run_doctor(settings))
+    print(render_json(checks) if args.json else render_text(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     from streamworker.audit.migrate import upgrade
 
@@ -167,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     languages = sub.add_parser("languages", help="list languages, versions and image status")
     languages.add_argument("--json", action="store_true")
     languages.set_defaults(func=cmd_languages)
+
+    doctor = sub.add_parser(
+        "doctor", help="check Docker, the runtime images, the sandbox, Kafka and the database"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as a JSON list")
+    doctor.set_defaults(func=cmd_doctor)
 
     db = sub.add_parser("db", help="the audit database")
     db_sub = db.add_subparsers(dest="db_command", required=True)

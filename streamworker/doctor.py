@@ -295,7 +295,7 @@ class Doctor:
         finally:
             await admin.close()
         brokers = len(cluster.get("brokers", []))
-        return f"{self.settings.kafka_bootstrap} answers ({brokers} broker(s))"
+        return f"{self.settings.kafka_bootstrap} answers ({brokers} broker{'s' * (brokers != 1)})"
 
     async def kafka_topics(self) -> str:
         admin = await self._admin()

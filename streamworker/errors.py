@@ -65,6 +65,13 @@ class ContainerCreateFailed(SandboxError):
     retriable = True
 
 
+class ContainerGone(SandboxError):
+    """The container stopped under us (daemon restart, reaper): a fresh one may work."""
+
+    code = "sandbox.container_gone"
+    retriable = True
+
+
 class LimitNotApplied(SandboxError):
     """The daemon silently discarded a limit we asked for; we refuse to run."""
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from streamworker.contract import iso, now_utc
+from streamworker.contract import DockerHealthEvent, DockerStatus, iso, now_utc
 
 CHECK_TIMEOUT_S = 3.0
 
@@ -33,6 +33,49 @@ class HealthReport:
             "database": self.database,
             "timestamp": self.timestamp,
         }
+
+
+@dataclass(frozen=True)
+class ReadinessReport:
+    """`/ready`: may this worker take submissions now? Stricter than `/health`."""
+
+    docker: str
+    kafka: str
+    consumer: str
+    timestamp: str
+
+    @property
+    def ready(self) -> bool:
+        return (self.docker, self.kafka, self.consumer) == ("healthy", "connected", "assigned")
+
+    def body(self) -> dict[str, str]:
+        return {
+            "status": "ready" if self.ready else "not_ready",
+            "docker": self.docker,
+            "kafka": self.kafka,
+            "consumer": self.consumer,
+            "timestamp": self.timestamp,
+        }
+
+
+def consumer_state(joined: bool, rebalancing: bool) -> str:
+    """The consumer's part in readiness: "assigned" once joined and not rebalancing."""
+    if not joined:
+        return "joining"
+    return "rebalancing" if rebalancing else "assigned"
+
+
+def decide_readiness(
+    docker: DockerHealthEvent | None, kafka: str, consumer: str
+) -> ReadinessReport:
+    """Ready = Docker healthy (so images present), Kafka answering, consumer assigned."""
+    if docker is None:
+        docker_text = "starting"
+    elif docker.status is DockerStatus.HEALTHY:
+        docker_text = "healthy"
+    else:
+        docker_text = f"{docker.status.value}: {docker.reason}"
+    return ReadinessReport(docker_text, kafka, consumer, iso(now_utc()) or "")
 
 
 async def check(

@@ -131,6 +131,24 @@ DOCKER_PING_SECONDS = Gauge(
     "streamworker_docker_ping_seconds", "Latency of the last Docker ping.", registry=REGISTRY
 )
 
+DOCKER_STATUS = Gauge(
+    "streamworker_docker_status",
+    "1 for the current Docker-health status (healthy, degraded, unhealthy), 0 for the others.",
+    ["status"],
+    registry=REGISTRY,
+)
+DOCKER_CONTAINER_EVENTS = Counter(
+    "streamworker_docker_container_events",
+    "Daemon events for streamworker's containers, by action (oom, die).",
+    ["action"],
+    registry=REGISTRY,
+)
+DOCKER_EVENT_STREAM_BREAKS = Counter(
+    "streamworker_docker_event_stream_breaks",
+    "Times the daemon's event stream broke after connecting (daemon stopped or restarted).",
+    registry=REGISTRY,
+)
+
 
 def observe_verdict(language: str, verdict: Verdict, elapsed_s: float) -> None:
     SUBMISSION_SECONDS.labels(language).observe(elapsed_s)

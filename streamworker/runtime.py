@@ -11,18 +11,27 @@ import logging
 from collections.abc import AsyncIterator
 
 import aiodocker
+import aiohttp
 from aiokafka import AIOKafkaClient
 
-from streamworker import metrics
 from streamworker.audit.store import AuditStore
 from streamworker.audit.writer import AuditWriter
 from streamworker.contract import iso, now_utc
-from streamworker.health import HealthReport, gather_health
+from streamworker.errors import DockerUnavailable
+from streamworker.health import (
+    HealthReport,
+    ReadinessReport,
+    check,
+    decide_readiness,
+    gather_health,
+)
+from streamworker.monitor import DockerMonitor, KafkaPublisher, required_images
 from streamworker.pipeline import Pipeline
 from streamworker.sandbox.connection import connect, resolve_endpoint
 from streamworker.sandbox.executor import DockerSandbox
 from streamworker.sandbox.pool import PoolManager
 from streamworker.sandbox.reaper import reap_expired
+from streamworker.sandbox.tls import explain_failure
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,17 @@ class WorkerRuntime:
         self.settings = settings
         self.ready = asyncio.Event()
         self.endpoint = resolve_endpoint(settings.docker)
+        self._health_publisher = KafkaPublisher(
+            settings.kafka_bootstrap, settings.topics.docker_health
+        )
+        self.monitor = DockerMonitor(
+            lambda: connect(self.endpoint),
+            self.endpoint,
+            settings,
+            self._health_publisher,
+            required_images(settings, settings.required_languages),
+            on_restart=self._docker_restarted,
+        )
         self._docker: aiodocker.Docker | None = None
         self._store: AuditStore | None = None
         self._writer: AuditWriter | None = None
@@ -126,8 +146,14 @@ class WorkerRuntime:
             await self._pools.start()
         sandbox = DockerSandbox(self._docker, self.settings, pools=self._pools)
         self._pipeline = Pipeline(self.settings, sandbox, self._writer)
+        await self.monitor.start()
         self.ready.set()
         log.info("worker %s ready (docker via %s)", self.settings.worker_id, self.endpoint.kind)
+
+    async def _docker_restarted(self) -> None:
+        """The daemon came back: the warm containers died with the old one."""
+        if self._pools is not None:
+            self._pools.discard_all()
 
     async def _reap_forever(self) -> None:
         """Remove expired containers at start-up, then every `reap_interval_s`."""
@@ -140,6 +166,8 @@ class WorkerRuntime:
             await asyncio.sleep(self.settings.reap_interval_s)
 
     async def stop(self) -> None:
+        await self.monitor.stop()
+        await self._health_publisher.close()
         if self._pools is not None:
             await self._pools.stop()
         if self._reaper is not None:
@@ -156,8 +184,11 @@ class WorkerRuntime:
 
     async def _ping_docker(self) -> None:
         assert self._docker is not None
-        async with self._docker._query("_ping") as response:
-            await response.read()
+        try:
+            async with self._docker._query("_ping", versioned_api=False) as response:
+                await response.read()
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
+            raise DockerUnavailable(explain_failure(exc, self.endpoint).cause) from exc
 
     async def _ping_kafka(self) -> None:
         assert self._kafka is not None
@@ -170,6 +201,11 @@ class WorkerRuntime:
     async def health(self) -> HealthReport:
         if not self.ready.is_set():
             return HealthReport("starting", "starting", "starting", iso(now_utc()) or "")
-        report = await gather_health(self._ping_docker, self._ping_kafka, self._ping_database)
-        metrics.DOCKER_UP.set(1 if report.docker == "connected" else 0)
-        return report
+        return await gather_health(self._ping_docker, self._ping_kafka, self._ping_database)
+
+    async def readiness(self, consumer: str) -> ReadinessReport:
+        """`/ready`: the monitor's last Docker verdict, a Kafka round trip, the group state."""
+        if not self.ready.is_set():
+            return decide_readiness(None, "starting", consumer)
+        kafka, _ = await check(self._ping_kafka)
+        return decide_readiness(self.monitor.current, kafka, consumer)

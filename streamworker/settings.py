@@ -109,6 +109,8 @@ class Settings:
     concurrency: int = 4
     memory_budget_mb: int = 4096
     health_interval_s: float = 15.0
+    required_languages: tuple[str, ...] = ()
+    """Languages whose images must be present for Docker to count as healthy; () = all."""
     reap_interval_s: float = 30.0
     pool_languages: tuple[str, ...] = ("python",)
     pool_min_size: int = 2
@@ -279,4 +281,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_timeout_s=_float(env, "STREAMWORKER_SESSION_TIMEOUT_S", Settings.session_timeout_s),
         shutdown_grace_s=_float(env, "STREAMWORKER_SHUTDOWN_GRACE_S", Settings.shutdown_grace_s),
         health_interval_s=_float(env, "STREAMWORKER_HEALTH_INTERVAL_S", Settings.health_interval_s),
+        required_languages=_list(env, "STREAMWORKER_REQUIRED_LANGUAGES", ()),
     )

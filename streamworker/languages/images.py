@@ -36,8 +36,10 @@ import aiohttp
 from streamworker.errors import DockerUnavailable, ImageBuildError
 from streamworker.languages.mirror import debian_source_lines
 from streamworker.languages.registry import Language, get_language, load_registry
+from streamworker.sandbox.connection import connect, resolve_endpoint
 from streamworker.sandbox.helper import HELPER_PATH, build_helper, helper_source_hash
 from streamworker.sandbox.spec import ContainerPolicy, container_config, sandbox_env
+from streamworker.sandbox.tls import explain_failure
 from streamworker.settings import Settings
 
 BUILDER_VERSION = "1"
@@ -234,7 +236,7 @@ async def build_images(
     plan = await asyncio.to_thread(_prepare, settings, force, progress)
     started = time.monotonic()
     gate = asyncio.Semaphore(BUILD_CONCURRENCY)
-    async with _connect() as docker:
+    async with _connect(settings) as docker:
 
         async def one(lang: Language) -> BuildOutcome:
             async with gate:
@@ -255,7 +257,7 @@ async def list_languages(settings: Settings) -> list[LanguageStatus]:
     """Every registered language with its image's presence, freshness and version."""
     helper_hash = helper_source_hash()
     rows = []
-    async with _connect() as docker:
+    async with _connect(settings) as docker:
         for lang in load_registry().values():
             ref = image_ref(lang, settings)
             labels = await _labels(docker, ref)
@@ -269,15 +271,19 @@ async def list_languages(settings: Settings) -> list[LanguageStatus]:
 
 
 class _connect:
-    """`aiodocker.Docker()` as a context manager; a dead daemon is `DockerUnavailable`."""
+    """The configured Docker endpoint as a context manager; a dead daemon is `DockerUnavailable`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.endpoint = resolve_endpoint(settings.docker)
 
     async def __aenter__(self) -> Any:
-        self.docker = aiodocker.Docker()
+        self.docker = connect(self.endpoint)
         try:
             await self.docker.version()
         except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
             await self.docker.close()
-            raise DockerUnavailable(f"cannot reach Docker: {exc}") from exc
+            cause = explain_failure(exc, self.endpoint).cause
+            raise DockerUnavailable(f"cannot reach Docker: {cause}") from exc
         return self.docker
 
     async def __aexit__(self, *exc: object) -> None:

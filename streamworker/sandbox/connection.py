@@ -31,8 +31,20 @@ def tls_context(cert_path: str) -> ssl.SSLContext:
     for what, path in names.items():
         if not path.is_file():
             raise ConfigError("DOCKER_CERT_PATH", f"{what} file {path} is missing")
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(names["ca"]))
-    ctx.load_cert_chain(str(names["cert"]), str(names["key"]))
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(names["ca"]))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            "DOCKER_CERT_PATH", f"{names['ca']} is not a readable PEM CA certificate ({exc})"
+        ) from exc
+    try:
+        ctx.load_cert_chain(str(names["cert"]), str(names["key"]))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            "DOCKER_CERT_PATH",
+            f"{names['cert']} and {names['key']} are not a matching PEM certificate and key "
+            f"({exc})",
+        ) from exc
     return ctx
 
 

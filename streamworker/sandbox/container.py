@@ -17,6 +17,7 @@ import aiohttp
 
 from streamworker import metrics
 from streamworker.errors import (
+    ContainerGone,
     ContainerCreateFailed,
     DockerUnavailable,
     ImageMissing,
@@ -74,6 +75,8 @@ class Session:
                 environment=self._env,
             )
         except aiodocker.DockerError as exc:
+            if exc.status == 409:  # the container died (e.g. a daemon restart): retry anew
+                raise ContainerGone(f"exec create failed: {exc.message}") from exc
             raise SandboxError(f"exec create failed: {exc.message}") from exc
         cap = limits.output_bytes + READ_SLACK_BYTES
         out = bytearray()
@@ -157,6 +160,8 @@ async def _create(
     try:
         return await docker.containers.create(config, name=name)
     except aiodocker.DockerError as exc:
+        if exc.status == 900:  # aiodocker's code for "could not connect to the daemon"
+            raise DockerUnavailable(f"Docker is unreachable: {exc.message}") from exc
         if exc.status == 404 and "image" in exc.message.lower():
             raise ImageMissing(
                 f"runtime image {config['Image']} is missing: run `streamworker images build`"

@@ -137,6 +137,12 @@ class LanguagePool:
         metrics.POOL_SIZE.labels(self.language.id).set(len(self._ready))
         self._wake.set()
 
+    def discard_all(self) -> None:
+        """The daemon restarted: every ready container died with it. Refilling goes on."""
+        while self._ready:
+            self._discard(self._ready.popleft())
+        self._changed()
+
     async def drain(self) -> None:
         """Stop refilling and remove every idle container."""
         if self._task is not None:
@@ -302,6 +308,10 @@ class PoolManager:
         if not fits(policy, pool.policy):
             return None
         return pool.take()
+
+    def discard_all(self) -> None:
+        for pool in self.pools.values():
+            pool.discard_all()
 
     async def stop(self) -> None:
         await asyncio.gather(*(p.drain() for p in self.pools.values()))

@@ -44,9 +44,14 @@ def container_name(submission_id: str, attempt: int) -> str:
     The hash keeps ids that differ only in characters Docker names can't hold
     (`x:1` and `x-1`) from ever sharing a name.
     """
+    return f"{container_name_stem(submission_id)}-a{attempt}"
+
+
+def container_name_stem(submission_id: str) -> str:
+    """What every attempt's container name of a submission starts with."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "-", submission_id)[:100]
     digest = hashlib.sha256(submission_id.encode()).hexdigest()[:10]
-    return f"streamworker-{safe}-{digest}-a{attempt}"
+    return f"streamworker-{safe}-{digest}"
 
 
 def container_labels(

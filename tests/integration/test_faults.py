@@ -21,7 +21,7 @@ import aiodocker
 import pytest
 
 from streamworker.audit.store import AuditStore
-from streamworker.sandbox.spec import LABEL_PREFIX
+from streamworker.sandbox.spec import LABEL_PREFIX, container_name_stem
 from tests.conftest import REPO, need
 from tests.integration.kafka_util import event_bytes, produce, read_all, wait_for_count
 
@@ -44,11 +44,15 @@ def ids(prefix: str, n: int) -> list[str]:
 
 
 async def labelled(sid: str) -> list[str]:
+    """The submission's containers: cold ones by label, warm ones by their (renamed) name."""
     async with aiodocker.Docker() as docker:
-        found = await docker.containers.list(
+        by_label = await docker.containers.list(
             all=True, filters=json.dumps({"label": [f"{LABEL_PREFIX}.submission-id={sid}"]})
         )
-        return [c.id for c in found]
+        by_name = await docker.containers.list(
+            all=True, filters=json.dumps({"name": [f"^/{container_name_stem(sid)}-a"]})
+        )
+        return sorted({c.id for c in [*by_label, *by_name]})
 
 
 async def executions(url: str, sids: list[str]) -> dict[str, dict[str, Any]]:
