@@ -17,8 +17,8 @@ import aiohttp
 
 from streamworker import metrics
 from streamworker.errors import (
-    ContainerGone,
     ContainerCreateFailed,
+    ContainerGone,
     DockerUnavailable,
     ImageMissing,
     LimitNotApplied,
