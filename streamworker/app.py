@@ -98,30 +98,50 @@ def create_app(
         value_type=bytes,
     )
 
-    def remember(key: bytes | None, submission_id: str, event_id: str) -> None:
-        # Only events keyed by their submission id are co-partitioned with the table.
-        if key == submission_id.encode():
-            answered[key] = event_id.encode()
+    async def remember(
+        key: bytes | None, submission_id: str, event_id: str, partition: int
+    ) -> None:
+        """Mark the submission answered, BEFORE its result is sent.
+
+        Everything for one source partition goes through that partition's transactional
+        producer, in order, so a transaction that commits the result also commits this
+        mark. (A plain `answered[key] = …` would buffer the changelog write and could miss
+        the transaction.) Only events keyed by their submission id are looked up later.
+        """
+        if key != submission_id.encode():
+            return
+        value = event_id.encode()
+        await answered.changelog_topic.send(key=key, value=value, partition=partition)
+        answered.data[key] = value
 
     def is_answered(key: bytes | None) -> Callable[[str], bool]:
         return lambda sid: key == sid.encode() and answered.get(key) is not None
 
     key_locks = KeyLocks()
 
-    async def publish(outcome: Outcome, key: bytes | None) -> None:
+    async def publish(outcome: Outcome, key: bytes | None, partition: int) -> None:
+        # Outputs go to the source event's partition number: then the result, the mark
+        # and the consumer offset share one transactional producer, whatever partitioner
+        # the upstream producer used. (Topics are created with equal partition counts.)
         if outcome.dead_letter is not None:
             dead = outcome.dead_letter
-            await dlq.send(key=dead.key, value=dead.value, headers=dead.headers)
+            await dlq.send(
+                key=dead.key, value=dead.value, headers=dead.headers, partition=partition
+            )
         if outcome.result is not None:
             result = outcome.result
-            await results.send(key=result.submission_id.encode(), value=result.encode())
-            remember(key, result.submission_id, result.event_id)
+            await remember(key, result.submission_id, result.event_id, partition)
+            await results.send(
+                key=result.submission_id.encode(), value=result.encode(), partition=partition
+            )
             runtime.pipeline.record_published(result)
         if outcome.republish is not None:
             stored = outcome.republish
             sid = str(stored["submission_id"])
-            await results.send(key=sid.encode(), value=json.dumps(stored).encode())
-            remember(key, sid, str(stored["event_id"]))
+            await remember(key, sid, str(stored["event_id"]), partition)
+            await results.send(
+                key=sid.encode(), value=json.dumps(stored).encode(), partition=partition
+            )
 
     @app.agent(submissions, concurrency=settings.concurrency)
     async def judge_submissions(stream: faust.StreamT[bytes]) -> None:
@@ -147,7 +167,7 @@ def create_app(
             try:
                 async with runtime.tracking(), key_locks.hold(message.key):
                     outcome = await runtime.pipeline.handle(value, source, is_answered(message.key))
-                    await publish(outcome, message.key)
+                    await publish(outcome, message.key, message.partition)
             except asyncio.CancelledError:
                 if runtime.accepting:
                     raise

@@ -13,6 +13,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from streamworker.errors import ConfigError
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,18 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> int:
                         [NewTopic(name, settings.topic_partitions, 1) for name in missing]
                     )
                 log.info("created topics %s", missing)
-            described = await admin.describe_topics([settings.topics.submissions])
-            return len(described[0]["partitions"]) or settings.topic_partitions
+            names = [settings.topics.submissions, settings.topics.results, settings.topics.dlq]
+            counts = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
+            source = counts.get(settings.topics.submissions) or settings.topic_partitions
+            for name in names[1:]:
+                if counts.get(name, source) < source:
+                    # Outputs go to the source partition's number (see app.publish).
+                    raise ConfigError(
+                        "STREAMWORKER_TOPIC_PARTITIONS",
+                        f"topic {name} has {counts[name]} partitions, fewer than the "
+                        f"{source} of {settings.topics.submissions}; add partitions",
+                    )
+            return source
         finally:
             await admin.close()
     return settings.topic_partitions
