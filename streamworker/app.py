@@ -74,7 +74,10 @@ def create_app(
         topic_disable_leader=True,
         store="memory://",
         table_cleanup_interval=3600.0,
-        stream_wait_empty=False,
+        # On a rebalance Faust waits until every fetched event is acknowledged (our runs
+        # finish and publish) before partitions move: no double execution. The shutdown
+        # drain turns this off once its in-flight runs are done (see GracefulWorker).
+        stream_wait_empty=True,
     )
     app.sensors.add(PrometheusSensor(queue_topics={settings.topics.submissions}))
     runtime = WorkerRuntime(settings)
@@ -161,8 +164,7 @@ def create_app(
             )
             value = message.value if isinstance(message.value, bytes) else bytes(message.value)
             if not runtime.accepting:
-                # Draining or rebalancing: left unacknowledged, so it is delivered again
-                # (to this worker or to the partition's new owner) from the committed offset.
+                # Draining for shutdown: left unacknowledged, so it is delivered again.
                 continue
             try:
                 async with runtime.tracking(), key_locks.hold(message.key):
@@ -178,14 +180,6 @@ def create_app(
         await runtime.start()
 
     app.task(start_runtime)
-
-    @app.on_partitions_revoked.connect
-    async def settle(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await runtime.settle_before_revoke(settings.shutdown_grace_s)
-
-    @app.on_partitions_assigned.connect
-    async def resume(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        runtime.resume()
 
     @app.on_before_shutdown.connect
     async def stop_runtime(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -242,6 +236,9 @@ class GracefulWorker(faust.Worker):
         with contextlib.suppress(Exception):
             consumer.pause_partitions(consumer.assignment())
         await self._runtime.drain(self._grace_s)
+        # Events skipped while draining stay unacknowledged on purpose (redelivered);
+        # Faust must not wait for them on the way out.
+        self.app.conf.stream_wait_empty = False
         try:
             await consumer.commit()
         except Exception as exc:  # the stop below commits again or redelivers

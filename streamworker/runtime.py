@@ -63,7 +63,6 @@ class WorkerRuntime:
         self._reaper: asyncio.Task[None] | None = None
         self._pools: PoolManager | None = None
         self.draining = False
-        self.revoking = False
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -88,17 +87,8 @@ class WorkerRuntime:
 
     @property
     def accepting(self) -> bool:
-        """False while draining for shutdown or while partitions are being revoked."""
-        return not (self.draining or self.revoking)
-
-    async def settle_before_revoke(self, grace_s: float) -> bool:
-        """A rebalance: finish (and publish) in-flight runs before partitions move, so the
-        new owner never runs them a second time. Intake resumes on assignment."""
-        self.revoking = True
-        return await self._finish_in_flight(grace_s)
-
-    def resume(self) -> None:
-        self.revoking = False
+        """False once draining for shutdown."""
+        return not self.draining
 
     async def drain(self, grace_s: float) -> bool:
         """Stop accepting; wait up to `grace_s` for in-flight events. True if all finished."""

@@ -100,6 +100,7 @@ class LanguagePool:
         self.min_size = min_size
         self.max_size = max_size
         self.target = min_size
+        self.max_idle_s = settings.pool_max_idle_s
         self.policy = pool_policy(language, settings)
         self._ready: deque[PooledContainer] = deque()
         self._wake = asyncio.Event()
@@ -157,6 +158,7 @@ class LanguagePool:
         while True:
             try:
                 await self._check_image()
+                self._recycle_old()
                 self._shrink_when_idle()
                 while (missing := self.target - len(self._ready)) > 0:
                     # Two at a time: enough to keep up with a burst, not enough to thrash.
@@ -176,6 +178,14 @@ class LanguagePool:
         self._ready.append(await self._create())
         metrics.POOL_REFILL_SECONDS.labels(self.language.id).observe(time.monotonic() - began)
         self._changed()
+
+    def _recycle_old(self) -> None:
+        """Idle containers older than the max idle time go (the reaper treats them as
+        orphans a minute later)."""
+        now = time.monotonic()
+        for pooled in [p for p in self._ready if now - p.created_monotonic > self.max_idle_s]:
+            self._ready.remove(pooled)
+            self._discard(pooled)
 
     def _shrink_when_idle(self) -> None:
         idle = time.monotonic() - self._last_take
