@@ -10,7 +10,7 @@ PG_URL := postgresql+asyncpg://streamworker:streamworker@127.0.0.1:5432/streamwo
 TEST_LANGUAGES ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status images image dind-image doctor demo test test-unit lint fmt
+.PHONY: help install up down status images image dind-image doctor bench demo test test-unit lint fmt
 
 help:
 	@echo "make demo   - install what is missing, start the stack, build images, run samples"
@@ -43,6 +43,9 @@ images: install
 
 demo: up images
 	STREAMWORKER_DATABASE_URL=$(PG_URL) $(VENV)/bin/python dev/demo.py
+
+bench: up
+	$(SW) bench --json docs/bench.json
 
 doctor: install
 	$(SW) doctor

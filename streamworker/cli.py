@@ -150,6 +150,14 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.bench.cli_args import exit_code, options_from_args
+    from streamworker.bench.runner import run_bench
+
+    options = options_from_args(args, sys.argv[1:])
+    return exit_code(asyncio.run(run_bench(settings, options)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamworker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--url")
     history.add_argument("--json", action="store_true")
     history.set_defaults(func=cmd_history)
+    from streamworker.bench.cli_args import add_bench_arguments
+
+    bench = sub.add_parser("bench", help="benchmark against plain Docker (docs/benchmarks.md)")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
+
     replay = sub.add_parser("replay", help="rebuild projections from the event log")
     replay.add_argument("--url")
     replay.add_argument(

@@ -1,0 +1,47 @@
+"""What one benchmark run does: programs, iterations, and the end-to-end load shape."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Defaults are the full benchmark; `quick()` is the smoke-test size."""
+
+    languages: tuple[str, ...] = ("python", "c", "java")
+    kinds: tuple[str, ...] = ("hello", "cpu")
+    iterations: int = 30
+    """Measured runs per in-process scenario per program."""
+    warmup: int = 3
+    """Interleaved rounds run first and discarded (image cache, JIT, pool fill)."""
+    e2e: bool = True
+    burst: int = 40
+    """Submissions in the saturation burst, and in the parallel baseline-B burst."""
+    offered_s: float = 30.0
+    """How long the half-saturation phase offers load."""
+    min_offered: int = 20
+    """At least this many submissions in the half-saturation phase (slow languages)."""
+    offered_rate_per_s: float | None = None
+    """Fixed offered load; None means half the saturation throughput just measured."""
+    e2e_warmup: int = 3
+    """Submissions per program sent through the worker first and discarded."""
+    prewarm_worker_pools: bool = True
+    """Start the bench worker with warm pools for the benchmarked languages."""
+    json_path: Path | None = None
+    command: str = "streamworker bench"
+    """Recorded in the JSON, so a result says how to reproduce it."""
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchOptions:
+        """A few iterations and small bursts: minutes become seconds, numbers get noisy."""
+        small = cls(iterations=3, warmup=1, burst=8, offered_s=5.0, min_offered=5, e2e_warmup=1)
+        return dataclasses.replace(small, **overrides)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["json_path"] = str(self.json_path) if self.json_path else None
+        return out

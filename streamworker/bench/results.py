@@ -1,0 +1,135 @@
+"""One row of the results table and its ratios to baseline B. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streamworker.bench.scenario import (
+    BASELINE_B,
+    BASELINE_B_PARALLEL,
+    E2E_HALF_LOAD,
+    E2E_SATURATION,
+)
+from streamworker.bench.stats import Summary, ratio, summarize, throughput_per_s
+
+OK = "ok"
+FAILED = "failed"
+NOT_AVAILABLE = "not available"
+
+PARALLEL_SCENARIOS = frozenset({BASELINE_B_PARALLEL, E2E_SATURATION, E2E_HALF_LOAD})
+"""Rows whose throughput is compared with B run at the worker's concurrency."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One scenario and program: latency summary, throughput, errors and (e2e) worker RSS."""
+
+    scenario: str
+    program: str
+    status: str
+    latency: Summary | None = None
+    throughput_per_s: float | None = None
+    concurrency: int = 1
+    errors: int = 0
+    first_error: str | None = None
+    offered_rate_per_s: float | None = None
+    peak_rss_mib: float | None = None
+    note: str = ""
+
+
+def sequential_row(
+    scenario: str, program: str, latencies_s: Sequence[float], errors: Sequence[str]
+) -> Row:
+    """A one-at-a-time scenario: throughput is back-to-back runs per second (1 / mean)."""
+    if not latencies_s:
+        return Row(scenario, program, FAILED, errors=len(errors), first_error=_first(errors))
+    return Row(
+        scenario,
+        program,
+        OK,
+        latency=summarize(latencies_s),
+        throughput_per_s=throughput_per_s(len(latencies_s), math.fsum(latencies_s)),
+        errors=len(errors),
+        first_error=_first(errors),
+    )
+
+
+def parallel_row(
+    scenario: str,
+    program: str,
+    latencies_s: Sequence[float],
+    errors: Sequence[str],
+    elapsed_s: float,
+    concurrency: int,
+    **extra: Any,
+) -> Row:
+    """A concurrent phase: throughput is completed runs over the phase's wall time."""
+    if not latencies_s:
+        return Row(
+            scenario, program, FAILED, errors=len(errors), first_error=_first(errors), **extra
+        )
+    return Row(
+        scenario,
+        program,
+        OK,
+        latency=summarize(latencies_s),
+        throughput_per_s=throughput_per_s(len(latencies_s), elapsed_s),
+        concurrency=concurrency,
+        errors=len(errors),
+        first_error=_first(errors),
+        **extra,
+    )
+
+
+def _first(errors: Sequence[str]) -> str | None:
+    return errors[0][:300] if errors else None
+
+
+def find(rows: Sequence[Row], scenario: str, program: str) -> Row | None:
+    for row in rows:
+        if row.scenario == scenario and row.program == program and row.status == OK:
+            return row
+    return None
+
+
+def ratios(row: Row, rows: Sequence[Row]) -> dict[str, float | None]:
+    """Latency percentiles over B's (sequential) and throughput over B's at equal concurrency."""
+    b = find(rows, BASELINE_B, row.program)
+    b_thr = find(
+        rows, BASELINE_B_PARALLEL if row.scenario in PARALLEL_SCENARIOS else BASELINE_B, row.program
+    )
+    lat, base = row.latency, (b.latency if b else None)
+    return {
+        "p50": ratio(lat.p50 if lat else None, base.p50 if base else None),
+        "p95": ratio(lat.p95 if lat else None, base.p95 if base else None),
+        "p99": ratio(lat.p99 if lat else None, base.p99 if base else None),
+        # At a fixed offered load throughput is the offered rate, not a capacity: no ratio.
+        "throughput": None
+        if row.scenario == E2E_HALF_LOAD
+        else ratio(row.throughput_per_s, b_thr.throughput_per_s if b_thr else None),
+    }
+
+
+def row_dict(row: Row, rows: Sequence[Row]) -> dict[str, Any]:
+    """The JSON form of a row, latencies in milliseconds, with its ratios to B."""
+    return {
+        "scenario": row.scenario,
+        "program": row.program,
+        "status": row.status,
+        "latency_ms": row.latency.as_ms() if row.latency else None,
+        "throughput_per_s": _round(row.throughput_per_s, 3),
+        "concurrency": row.concurrency,
+        "offered_rate_per_s": _round(row.offered_rate_per_s, 3),
+        "peak_rss_mib": _round(row.peak_rss_mib, 1),
+        "errors": row.errors,
+        "first_error": row.first_error,
+        "ratio_to_b": {k: _round(v, 3) for k, v in ratios(row, rows).items()},
+        "note": row.note,
+    }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
