@@ -77,6 +77,8 @@ class Session:
         except aiodocker.DockerError as exc:
             if exc.status == 409:  # the container died (e.g. a daemon restart): retry anew
                 raise ContainerGone(f"exec create failed: {exc.message}") from exc
+            if exc.status == 900:  # aiodocker's "cannot connect"
+                raise DockerUnavailable(f"exec create failed: {exc.message}") from exc
             raise SandboxError(f"exec create failed: {exc.message}") from exc
         cap = limits.output_bytes + READ_SLACK_BYTES
         out = bytearray()
@@ -118,6 +120,23 @@ class Session:
             raise DockerUnavailable(f"lost Docker during a run: {exc}") from exc
         if info.get("Running") or info.get("ExitCode") is None:
             raise DockerUnavailable("the exec stream ended while the helper was still running")
+        # A daemon shutting down kills the helper a moment before it marks the container
+        # stopped; give that a moment to show before blaming the program.
+        for _ in range(5):
+            try:
+                state = (await self._container.show()).get("State", {})
+            except (
+                aiodocker.DockerError,
+                aiohttp.ClientError,
+                ConnectionError,
+                RuntimeError,
+            ) as exc:
+                raise DockerUnavailable(f"lost Docker during a run: {exc}") from exc
+            if not state.get("Running"):
+                # The whole container stopped (a daemon restart, or its idle helper
+                # killed): not a verdict on the program. Retried in a fresh container.
+                raise ContainerGone("the container stopped during the run")
+            await asyncio.sleep(0.1)
 
     async def restrict(self, memory_mb: int, processes: int) -> None:
         """Lower memory (and swap) and the pids limit to the run's after compiling."""

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
-import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -23,6 +20,7 @@ import pytest
 from streamworker.audit.store import AuditStore
 from streamworker.sandbox.spec import LABEL_PREFIX, container_name_stem
 from tests.conftest import REPO, need
+from tests.integration.dockerd_util import PYTHON_IMAGE, AltDockerd, alt_dockerd, can_run_dockerd
 from tests.integration.kafka_util import event_bytes, produce, read_all, wait_for_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -238,35 +236,42 @@ async def test_1000_submissions_through_2_workers_one_killed_halfway(
     assert len(rows) == 1000
 
 
-def has_main_dockerd_pid() -> bool:
-    return Path("/var/run/docker.pid").exists()
+@pytest.fixture
+def restartable_dockerd(docker_available: None) -> Iterator[AltDockerd]:
+    """A second, real dockerd the test may stop and start (the main engine is shared)."""
+    need("a second dockerd (root and dockerd)", can_run_dockerd())
+    with alt_dockerd(images=(PYTHON_IMAGE,)) as daemon:
+        yield daemon
 
 
-def restart_main_dockerd() -> None:
-    """Stop the engine behind /var/run/docker.sock and start it again via stack.sh."""
-    pid = int(Path("/var/run/docker.pid").read_text().strip())
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(600):
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.1)
-    time.sleep(2)  # the worker sees Docker down for a moment
-    stack("up-docker")
+async def labelled_on(host: str, sid: str) -> bool:
+    async with aiodocker.Docker(url=host) as docker:
+        found = await docker.containers.list(
+            filters=json.dumps({"name": [f"^/{container_name_stem(sid)}-a"]})
+        )
+        return bool(found)
 
 
 @pytest.mark.timeout(600)
 async def test_dockerd_restart_during_a_run_never_hangs(
-    start_worker: Any, kafka_bootstrap: str, tmp_path: Any
+    restartable_dockerd: AltDockerd, start_worker: Any, kafka_bootstrap: str, tmp_path: Any
 ) -> None:
-    need("the main dockerd's pid file", has_main_dockerd_pid())
-    worker = start_worker(database_url=f"sqlite+aiosqlite:///{tmp_path}/audit.db")
+    daemon = restartable_dockerd
+    worker = start_worker(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/audit.db",
+        DOCKER_HOST=daemon.unix_host,
+        STREAMWORKER_HEALTH_INTERVAL_S="1",
+        STREAMWORKER_REQUIRED_LANGUAGES="python",
+    )
     [sid, after] = ids("dockerd", 2)
     await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(sid, 3))])
-    for _ in range(200):
-        if await labelled(sid):
+    for _ in range(300):
+        if await labelled_on(daemon.unix_host, sid):
             break
-        await asyncio.sleep(0.1)
-    await asyncio.to_thread(restart_main_dockerd)
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(daemon.stop)  # the run's container dies with the daemon
+    await asyncio.sleep(2)
+    await asyncio.to_thread(daemon.start)
     counts = await wait_for_count(kafka_bootstrap, worker.topics["results"], {sid}, 180)
     assert counts == {sid: 1}, worker.log()
     [result] = [
@@ -280,5 +285,11 @@ async def test_dockerd_restart_during_a_run_never_hangs(
     await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(after))])
     assert await wait_for_count(kafka_bootstrap, worker.topics["results"], {after}, 120) == {
         after: 1
-    }
+    }, worker.log()
+    [next_result] = [
+        r
+        for r in await read_all(kafka_bootstrap, worker.topics["results"])
+        if r["submission_id"] == after
+    ]
+    assert next_result["status"] == "accepted", next_result
     assert worker.process.poll() is None, "the worker must survive a Docker restart"
