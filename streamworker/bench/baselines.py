@@ -124,8 +124,15 @@ class BaselineB:
 
 
 def real_executable(tool: str) -> str:
-    """The binary behind `tool` on PATH; an interpreter behind a shim (pyenv) is resolved
-    through `sys.executable`, so the floor does not include the shim's own start-up."""
+    """The host binary for `tool`: the system one (on the sandbox's PATH) when there is one.
+
+    A user PATH may put a shim first (pyenv), or a differently built interpreter: on our
+    machines pyenv's python3 starts ~4x slower than Debian's, the one the runtime image
+    has. Otherwise fall back to PATH, resolving an interpreter shim via `sys.executable`.
+    """
+    found = shutil.which(tool, path=SANDBOX_PATH)
+    if found is not None:
+        return found
     found = shutil.which(tool)
     if found is None:
         raise Unavailable(f"{tool} is not installed on the host")
@@ -159,6 +166,11 @@ class BaselineC:
         if argv[0] not in self._tools:
             self._tools[argv[0]] = real_executable(argv[0])
         return [self._tools[argv[0]], *argv[1:]]
+
+    @property
+    def tools(self) -> dict[str, str]:
+        """The host binaries used, by command name (recorded in the JSON)."""
+        return dict(self._tools)
 
     def prepare(self, program: Program) -> None:
         """Resolve host tools up front, so a missing one is reported before timing starts."""

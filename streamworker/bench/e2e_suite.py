@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from streamworker.bench import rounds
+from streamworker.bench.cpu import CpuMeter
 from streamworker.bench.e2e import KafkaDriver, Phase
 from streamworker.bench.options import BenchOptions
 from streamworker.bench.programs import Program
@@ -45,7 +47,7 @@ def _free_port() -> int:
 
 
 def _phase_row(
-    scenario: str, program: Program, phase: Phase, concurrency: int, **extra: object
+    scenario: str, program: Program, phase: Phase, concurrency: int, **extra: float | None
 ) -> Row:
     return parallel_row(
         scenario,
@@ -65,10 +67,13 @@ async def _program_rows(
     baseline_b: Scenario,
     driver: KafkaDriver,
     sampler: RssSampler,
+    worker_cpu: CpuMeter,
 ) -> list[Row]:
     conc = settings.concurrency
     for _ in range(options.e2e_warmup):
         await driver.one(program, _timeout_s(1))
+    bench_cpu = CpuMeter(os.getpid(), with_children=False)  # not the worker, our child
+    bench_cpu.start()
     b_samples, b_elapsed = await rounds.parallel(baseline_b, program, options.burst, conc)
     rows = [
         parallel_row(
@@ -78,11 +83,20 @@ async def _program_rows(
             b_samples.errors,
             b_elapsed,
             conc,
+            **bench_cpu.per_run_ms(len(b_samples.latencies_s) + len(b_samples.errors)),
         )
     ]
     sampler.reset()
+    worker_cpu.start()
     burst = await driver.burst(program, options.burst, _timeout_s(options.burst))
-    sat = _phase_row(E2E_SATURATION, program, burst, conc, peak_rss_mib=sampler.peak_kb / 1024)
+    sat = _phase_row(
+        E2E_SATURATION,
+        program,
+        burst,
+        conc,
+        peak_rss_mib=sampler.peak_kb / 1024,
+        **worker_cpu.per_run_ms(options.burst),
+    )
     rows.append(sat)
     rate = options.offered_rate_per_s
     if rate is None:
@@ -92,6 +106,7 @@ async def _program_rows(
     count = max(options.min_offered, round(rate * options.offered_s))
     log.info("e2e %s: offering %d at %.2f/s", program.key, count, rate)
     sampler.reset()
+    worker_cpu.start()
     half = await driver.offered(program, rate, count, _timeout_s(count))
     rows.append(
         _phase_row(
@@ -101,6 +116,7 @@ async def _program_rows(
             conc,
             offered_rate_per_s=rate,
             peak_rss_mib=sampler.peak_kb / 1024,
+            **worker_cpu.per_run_ms(count),
         )
     )
     return rows
@@ -122,6 +138,7 @@ async def run_e2e(
         await worker.start()
         sampler = RssSampler(worker.pid)
         sampler.start()
+        worker_cpu = CpuMeter(worker.pid, with_children=True)
         driver = KafkaDriver(worker_settings)
         rows: list[Row] = []
         try:
@@ -129,7 +146,7 @@ async def run_e2e(
             for program in programs:
                 rows.extend(
                     await _program_rows(
-                        program, options, worker_settings, baseline_b, driver, sampler
+                        program, options, worker_settings, baseline_b, driver, sampler, worker_cpu
                     )
                 )
             hwm_kb = status_kb(worker.pid, "VmHWM")

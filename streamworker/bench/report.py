@@ -23,12 +23,21 @@ _HEADER = (
     "p99/B",
     "thr/B",
     "RSS MiB",
+    "CPU ms/run",
     "errors",
 )
 
 
 def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
+
+
+def _cpu(row: Row) -> str:
+    """'driver+dockerd' CPU ms per run, where measured (concurrent phases)."""
+    if row.driver_cpu_ms_per_run is None:
+        return "-"
+    dockerd = _num(row.dockerd_cpu_ms_per_run, ".0f")
+    return f"{row.driver_cpu_ms_per_run:.0f}+{dockerd}"
 
 
 def table_rows(rows: Sequence[Row]) -> list[tuple[str, ...]]:
@@ -41,7 +50,7 @@ def table_rows(rows: Sequence[Row]) -> list[tuple[str, ...]]:
         conc = f" x{row.concurrency}" if row.concurrency > 1 else ""
         label = LABELS.get(row.scenario, row.scenario) + conc
         if row.status != "ok":
-            out.append((label, row.program, row.status, *["-"] * 8, str(row.errors)))
+            out.append((label, row.program, row.status, *["-"] * 9, str(row.errors)))
             continue
         out.append(
             (
@@ -56,6 +65,7 @@ def table_rows(rows: Sequence[Row]) -> list[tuple[str, ...]]:
                 _num(rat["p99"], ".2f"),
                 _num(rat["throughput"], ".2f"),
                 _num(row.peak_rss_mib, ".0f"),
+                _cpu(row),
                 str(row.errors),
             )
         )

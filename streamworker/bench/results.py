@@ -37,6 +37,9 @@ class Row:
     first_error: str | None = None
     offered_rate_per_s: float | None = None
     peak_rss_mib: float | None = None
+    driver_cpu_ms_per_run: float | None = None
+    """CPU of the process driving Docker (the worker; the bench for parallel B)."""
+    dockerd_cpu_ms_per_run: float | None = None
     note: str = ""
 
 
@@ -124,6 +127,8 @@ def row_dict(row: Row, rows: Sequence[Row]) -> dict[str, Any]:
         "concurrency": row.concurrency,
         "offered_rate_per_s": _round(row.offered_rate_per_s, 3),
         "peak_rss_mib": _round(row.peak_rss_mib, 1),
+        "driver_cpu_ms_per_run": _round(row.driver_cpu_ms_per_run, 1),
+        "dockerd_cpu_ms_per_run": _round(row.dockerd_cpu_ms_per_run, 1),
         "errors": row.errors,
         "first_error": row.first_error,
         "ratio_to_b": {k: _round(v, 3) for k, v in ratios(row, rows).items()},

@@ -56,7 +56,8 @@ def _optional(name: str, build: Any, unavailable: dict[str, str]) -> Scenario | 
 
 async def _in_process(
     ctx: BenchContext, programs: Sequence[Program], options: BenchOptions
-) -> list[Row]:
+) -> tuple[list[Row], dict[str, str]]:
+    """Rows of the interleaved scenarios, and the host binaries baseline C used."""
     unavailable: dict[str, str] = {}
     baseline_c = BaselineC(ctx)
 
@@ -92,7 +93,7 @@ async def _in_process(
     ]
     for name, why in unavailable.items():
         rows.extend(Row(name, p.key, NOT_AVAILABLE, note=why) for p in programs)
-    return rows
+    return rows, baseline_c.tools
 
 
 async def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
@@ -106,7 +107,7 @@ async def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]
         meta["machine"] = await machine_info(docker)
         ctx = await _context(settings, docker, programs)
         meta["policies"] = {key: vars(policy) for key, policy in ctx.policies.items()}
-        rows = await _in_process(ctx, programs, options)
+        rows, meta["host_tools"] = await _in_process(ctx, programs, options)
         meta["machine"]["load_average_after_in_process"] = load_average()
         if options.e2e:
             e2e_rows, meta["worker"] = await run_e2e(settings, programs, options, BaselineB(ctx))

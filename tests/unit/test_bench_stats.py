@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from streamworker.bench.baseline_spec import baseline_config, docker_run_argv, shell_script
 from streamworker.bench.cli_args import add_bench_arguments, exit_code, options_from_args
+from streamworker.bench.cpu import CpuMeter, find_pid, process_cpu_s, tree_cpu_s
 from streamworker.bench.options import BenchOptions
 from streamworker.bench.policy import judged_policy
 from streamworker.bench.programs import PROGRAMS, select_programs
@@ -345,3 +347,24 @@ def test_cli_overrides_and_quick() -> None:
 def test_exit_code_fails_only_on_broken_scenarios() -> None:
     assert exit_code({"results": [{"status": "ok"}, {"status": "not available"}]}) == 0
     assert exit_code({"results": [{"status": "ok"}, {"status": "failed"}]}) == 1
+
+
+def test_cpu_of_a_process_and_dockerd_lookup(tmp_path: Path) -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid, ppid, comm, utime, stime in (
+        (5, 1, "dockerd", 3 * ticks, ticks),
+        (6, 5, "x y)", ticks, 0),
+    ):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        rest = " ".join(["0"] * 9)
+        (d / "stat").write_text(f"{pid} ({comm}) S {ppid} {rest} {utime} {stime} 0 0")
+        (d / "comm").write_text(comm + "\n")
+    assert process_cpu_s(5, tmp_path) == 4.0
+    assert tree_cpu_s(5, tmp_path) == 5.0
+    assert find_pid("dockerd", tmp_path) == 5
+    assert find_pid("nothing", tmp_path) is None
+    meter = CpuMeter(6, with_children=False, proc=tmp_path)
+    meter.start()
+    assert meter.per_run_ms(2) == {"driver_cpu_ms_per_run": 0.0, "dockerd_cpu_ms_per_run": 0.0}
+    assert meter.per_run_ms(0)["driver_cpu_ms_per_run"] is None
