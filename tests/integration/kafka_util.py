@@ -25,11 +25,9 @@ def event_bytes(event: dict[str, Any]) -> tuple[bytes, bytes]:
     return str(event["submission_id"]).encode(), json.dumps(event).encode()
 
 
-async def consume_until(
-    bootstrap: str, topic: str, count: int, timeout_s: float = 60.0
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read `topic` from the beginning (read_committed) until `count` records or timeout."""
-    consumer = AIOKafkaConsumer(
+def committed_reader(bootstrap: str, topic: str) -> AIOKafkaConsumer:
+    """A group-less read_committed consumer of `topic` from its beginning."""
+    return AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
@@ -37,6 +35,13 @@ async def consume_until(
         enable_auto_commit=False,
         group_id=None,
     )
+
+
+async def consume_until(
+    bootstrap: str, topic: str, count: int, timeout_s: float = 60.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read `topic` from the beginning (read_committed) until `count` records or timeout."""
+    consumer = committed_reader(bootstrap, topic)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
@@ -56,14 +61,7 @@ async def results_by_id(
     bootstrap: str, topic: str, ids: set[str], timeout_s: float = 90.0
 ) -> dict[str, list[dict[str, Any]]]:
     """All result events for `ids` (a list per id, to count duplicates)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+    consumer = committed_reader(bootstrap, topic)
     await consumer.start()
     found: dict[str, list[dict[str, Any]]] = {}
     try:
