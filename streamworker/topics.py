@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
@@ -17,6 +18,35 @@ from streamworker.errors import ConfigError
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def settled_counts(descriptions: list[dict[str, Any]]) -> dict[str, int] | None:
+    """Partition count per topic, or None while any topic's metadata is still settling.
+
+    Right after creation the controller may describe a topic with an error code or zero
+    partitions; judging partition counts from that would be a false alarm.
+    """
+    counts: dict[str, int] = {}
+    for d in descriptions:
+        if d.get("error_code", 0) != 0 or not d.get("partitions"):
+            return None
+        counts[d["topic"]] = len(d["partitions"])
+    return counts
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0
+) -> dict[str, int]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        descriptions = await admin.describe_topics(names)
+        counts = settled_counts(descriptions)
+        if counts is not None:
+            return counts
+        if asyncio.get_running_loop().time() > deadline:
+            # Report what we see; the caller names the topic that falls short.
+            return {d["topic"]: len(d.get("partitions") or []) for d in descriptions}
+        await asyncio.sleep(0.2)
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -49,7 +79,7 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> int:
                     )
                 log.info("created topics %s", missing)
             names = [settings.topics.submissions, settings.topics.results, settings.topics.dlq]
-            counts = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
+            counts = await _partition_counts(admin, names)
             source = counts.get(settings.topics.submissions) or settings.topic_partitions
             for name in names[1:]:
                 if counts.get(name, source) < source:
