@@ -17,8 +17,10 @@ import faust
 from faust.web import Request, Response, View
 
 from streamworker import metrics
+from streamworker.acks import InOrderAcks
 from streamworker.faust_sensor import PrometheusSensor
 from streamworker.health import consumer_state
+from streamworker.marks import OwnMarks
 from streamworker.pipeline import Outcome, Source
 from streamworker.runtime import WorkerRuntime
 from streamworker.settings import Settings
@@ -101,6 +103,49 @@ def create_app(
         value_type=bytes,
     )
 
+    transactional = settings.processing_guarantee == "exactly_once"
+    own_marks = OwnMarks()
+
+    acks: InOrderAcks[tuple[Any, Any]] = InOrderAcks()
+
+    @app.on_partitions_assigned.connect
+    async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Partitions that moved away: their open transactions get aborted by the new
+        owner, so their marks held in memory must go (committed ones come back from the
+        changelog if the partition returns). Partitions kept keep their transaction.
+        """
+        assigned = args[0] if args else kwargs.get("assigned", set())
+        kept = {tp.partition for tp in assigned if tp.topic == settings.topics.submissions}
+        gone = [p for p in range(partitions or settings.topic_partitions) if p not in kept]
+        acks.forget(gone)
+        dropped = own_marks.take(gone)
+        for key in dropped:
+            answered.data.pop(key, None)
+        if dropped:
+            log.info("rebalance: %d answered mark(s) of moved partitions dropped", len(dropped))
+
+    async def send_output(
+        topic: faust.TopicT,
+        key: bytes | None,
+        value: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Send `value` inside the source partition's Kafka transaction.
+
+        Faust's transaction manager only finds a transaction for topics its consumer
+        reads (the source and the table changelog); a result sent through `topic.send`
+        would go through the plain producer and become visible, or be lost, apart from
+        the offset commit. So outputs name the source partition's transaction explicitly:
+        that transaction commits them together with the consumer offset and the mark.
+        """
+        if not transactional:
+            await topic.send(key=key, value=value, headers=headers, partition=partition)
+            return
+        name = topic.get_topic_name()
+        tid = transaction_id(app, settings.topics.submissions, partition)
+        await app.producer.send(name, key, value, partition, None, headers, transactional_id=tid)
+
     async def remember(
         key: bytes | None, submission_id: str, event_id: str, partition: int
     ) -> None:
@@ -114,8 +159,9 @@ def create_app(
         if key != submission_id.encode():
             return
         value = event_id.encode()
-        await answered.changelog_topic.send(key=key, value=value, partition=partition)
+        await send_output(answered.changelog_topic, key, value, partition)
         answered.data[key] = value
+        own_marks.add(partition, key)
 
     def is_answered(key: bytes | None) -> Callable[[str], bool]:
         return lambda sid: key == sid.encode() and answered.get(key) is not None
@@ -123,28 +169,21 @@ def create_app(
     key_locks = KeyLocks()
 
     async def publish(outcome: Outcome, key: bytes | None, partition: int) -> None:
-        # Outputs go to the source event's partition number: then the result, the mark
-        # and the consumer offset share one transactional producer, whatever partitioner
-        # the upstream producer used. (Topics are created with equal partition counts.)
+        # Outputs go to the source event's partition number and into that partition's
+        # transaction: the result, the mark and the consumer offset commit together.
         if outcome.dead_letter is not None:
             dead = outcome.dead_letter
-            await dlq.send(
-                key=dead.key, value=dead.value, headers=dead.headers, partition=partition
-            )
+            await send_output(dlq, dead.key, dead.value, partition, list(dead.headers))
         if outcome.result is not None:
             result = outcome.result
             await remember(key, result.submission_id, result.event_id, partition)
-            await results.send(
-                key=result.submission_id.encode(), value=result.encode(), partition=partition
-            )
+            await send_output(results, result.submission_id.encode(), result.encode(), partition)
             runtime.pipeline.record_published(result)
         if outcome.republish is not None:
             stored = outcome.republish
             sid = str(stored["submission_id"])
             await remember(key, sid, str(stored["event_id"]), partition)
-            await results.send(
-                key=sid.encode(), value=json.dumps(stored).encode(), partition=partition
-            )
+            await send_output(results, sid.encode(), json.dumps(stored).encode(), partition)
 
     @app.agent(submissions, concurrency=settings.concurrency)
     async def judge_submissions(stream: faust.StreamT[bytes]) -> None:
@@ -154,6 +193,7 @@ def create_app(
         manual = stream.noack()  # type: ignore[attr-defined]  # on Stream, not StreamT
         async for event in manual.events():
             message = event.message
+            acks.begin(message.partition, message.offset)
             headers = message.headers
             source = Source(
                 topic=message.topic,
@@ -170,11 +210,13 @@ def create_app(
                 async with runtime.tracking(), key_locks.hold(message.key):
                     outcome = await runtime.pipeline.handle(value, source, is_answered(message.key))
                     await publish(outcome, message.key, message.partition)
+                    await runtime.pipeline.settle(outcome)
             except asyncio.CancelledError:
                 if runtime.accepting:
                     raise
                 continue  # the drain cancelled this run: leave it unacknowledged
-            await manual.ack(event)
+            for stream, done in acks.finish(message.partition, message.offset, (manual, event)):
+                await stream.ack(done)
 
     async def start_runtime() -> None:
         await runtime.start()
@@ -205,6 +247,12 @@ def create_app(
         return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
     return app, runtime
+
+
+def transaction_id(app: faust.App, source_topic: str, partition: int) -> str:
+    """The id of the Kafka transaction Faust keeps open for one source partition."""
+    group = app.assignor.group_for_topic(source_topic)
+    return f"{app.conf.id}-{group}-{partition}"
 
 
 class GracefulWorker(faust.Worker):

@@ -78,6 +78,8 @@ class AuditSink(Protocol):
 
     async def prior(self, submission_id: str) -> Prior | None: ...
 
+    async def settle(self, submission_id: str, timeout_s: float | None = None) -> bool: ...
+
 
 def dead_letter(value: bytes, source: Source, error: InvalidEvent) -> DeadLetter:
     headers = [
@@ -227,6 +229,13 @@ class Pipeline:
             metadata=submission.metadata,
             attempt=attempt,
         )
+
+    async def settle(self, outcome: Outcome) -> None:
+        """Before the event is acknowledged: let its audit records become durable (bounded,
+        skipped during a database outage), so a crash after the commit loses no audit."""
+        sid = outcome.result.submission_id if outcome.result is not None else None
+        if sid is not None:
+            await self.audit.settle(sid)
 
     def record_published(self, result: ResultEvent) -> None:
         """After publication: the result becomes the audit log's `finished`/`invalid` event."""

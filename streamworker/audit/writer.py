@@ -5,6 +5,11 @@ single background task appends them in order; when the database is down it retri
 with capped exponential backoff and catches up when it returns. Appends are idempotent
 (unique event ids), so a retry after an unknown outcome duplicates nothing. Records
 still queued when the process dies are recoverable from the results topic (`replay`).
+
+One wait is allowed, bounded: before a result's event is acknowledged (and its Kafka
+transaction can commit) the worker gives the writer a moment to make that submission's
+records durable (`settle`), so a `kill -9` loses no audit while the database is up.
+During an outage nobody waits.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class AuditWriter:
         self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue()
         self._pending: dict[str, list[AuditRecord]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._written = asyncio.Condition()
         self.last_error: str | None = None
 
     def submit(self, record: AuditRecord) -> None:
@@ -54,6 +60,25 @@ class AuditWriter:
             log.warning("audit lookup of %s failed: %s", submission_id, exc)
             return None
         return prior_from([*stored, *queued])
+
+    async def settle(self, submission_id: str, timeout_s: float | None = None) -> bool:
+        """Wait until the submission's queued records are written; False if the database
+        is failing or the wait timed out (the records stay queued either way)."""
+
+        def done() -> bool:
+            return submission_id not in self._pending or self.last_error is not None
+
+        try:
+            async with asyncio.timeout(timeout_s or self.lookup_timeout_s):
+                async with self._written:
+                    await self._written.wait_for(done)
+        except TimeoutError:
+            return False
+        return submission_id not in self._pending
+
+    async def _notify(self) -> None:
+        async with self._written:
+            self._written.notify_all()
 
     @property
     def pending(self) -> int:
@@ -95,6 +120,7 @@ class AuditWriter:
                     if self.last_error is None:
                         log.warning("audit write failed, will retry: %s", exc)
                     self.last_error = str(exc)
+                    await self._notify()
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, self.max_backoff_s)
             pending = self._pending.get(record.submission_id)
@@ -104,3 +130,4 @@ class AuditWriter:
                     del self._pending[record.submission_id]
             self._queue.task_done()
             metrics.AUDIT_LAG.set(self._queue.qsize())
+            await self._notify()

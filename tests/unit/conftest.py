@@ -159,6 +159,9 @@ class MemoryAudit:
             return None
         return prior_from(r for r in self.records if r.submission_id == submission_id)
 
+    async def settle(self, submission_id: str, timeout_s: float | None = None) -> bool:
+        return not self.unknown
+
     def kinds(self) -> list[str]:
         return [str(r.kind) for r in self.records]
 
