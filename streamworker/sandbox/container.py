@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import aiodocker
 import aiohttp
@@ -227,9 +227,10 @@ class AttachedSession(_ContainerSession):
             failure = "the sandbox helper did not finish in time; container killed"
         except HelperProtocolError as exc:
             failure = f"the sandbox stream broke: {exc.message}; container killed"
-        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-            self._lost = str(exc)
-            raise DockerUnavailable(f"the sandbox stream broke: {exc}") from exc
+        except (aiohttp.ClientError, ConnectionError, RuntimeError, AssertionError) as exc:
+            # aiodocker asserts that the hijacked connection is still there: a stream
+            # whose container died (e.g. with its daemon) while it waited in the pool.
+            await self._stream_lost(f"the sandbox stream broke: {exc!r}", diagnostics)
         if failure is not None:
             self._lost = failure
             await self._kill()
@@ -238,14 +239,19 @@ class AttachedSession(_ContainerSession):
             # The stream ended without the end frame: the helper is PID 1 and immune to
             # the program's signals, so the container stopped or we lost Docker.
             # (Like an exec session whose idle helper died: not a verdict, a retry.)
-            self._lost = "the stream ended"
-            state = await self._container_state()  # DockerUnavailable if Docker is gone
-            raise ContainerGone(
-                "the sandbox stream ended during the run"
-                + ("" if state.get("Running") else " (the container stopped)")
-                + (f": {diagnostics.decode('utf-8', 'replace')!r}" if diagnostics else "")
-            )
+            await self._stream_lost("the sandbox stream ended during the run", diagnostics)
         return run.raw_run()
+
+    async def _stream_lost(self, why: str, diagnostics: bytes | bytearray) -> NoReturn:
+        """Raise the retriable error for a lost stream: `DockerUnavailable` when the
+        daemon does not answer, else `ContainerGone` (no later step can run here)."""
+        self._lost = why
+        state = await self._container_state()
+        raise ContainerGone(
+            why
+            + ("" if state.get("Running") else " (the container stopped)")
+            + (f": {bytes(diagnostics).decode('utf-8', 'replace')!r}" if diagnostics else "")
+        )
 
 
 async def open_stream(container: aiodocker.containers.DockerContainer) -> Stream:
