@@ -27,6 +27,13 @@ PG_URL = os.environ.get(
 )
 
 
+def image_env() -> dict[str, str]:
+    """The caller's runtime image prefix, if set: a checkout can test its own images
+    (e.g. with a changed helper) without touching the shared ones."""
+    prefix = os.environ.get("STREAMWORKER_IMAGE_PREFIX")
+    return {"STREAMWORKER_IMAGE_PREFIX": prefix} if prefix else {}
+
+
 def require_stack() -> bool:
     return os.environ.get("STREAMWORKER_REQUIRE_STACK") == "1"
 
@@ -136,6 +143,7 @@ def start_worker(tmp_path: Path, kafka_bootstrap: str, docker_available: None) -
         tag = prefix or f"t{uuid.uuid4().hex[:10]}"
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMWORKER_")}
+        env.update(image_env())
         env.update(
             {
                 "STREAMWORKER_KAFKA_BOOTSTRAP": kafka_bootstrap,

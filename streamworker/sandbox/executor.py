@@ -15,7 +15,12 @@ from streamworker.contract import iso, now_utc
 from streamworker.languages.images import image_ref
 from streamworker.languages.registry import Language
 from streamworker.sandbox.budget import MemoryBudget
-from streamworker.sandbox.container import Session, open_session, remove_by_name
+from streamworker.sandbox.container import (
+    AttachedSession,
+    Session,
+    open_session,
+    remove_by_name,
+)
 from streamworker.sandbox.pool import PooledContainer, PoolManager, remove_later
 from streamworker.sandbox.reaper import remove_submission_containers
 from streamworker.sandbox.spec import (
@@ -35,7 +40,7 @@ DEADLINE_SLACK_S = 30
 @asynccontextmanager
 async def warm_session(
     docker: aiodocker.Docker, pooled: PooledContainer, policy: ContainerPolicy, name: str
-) -> AsyncIterator[Session]:
+) -> AsyncIterator[AttachedSession]:
     """Use a pooled container once: rename it, fit its limits, destroy it afterwards."""
     session = pooled.session()
     renaming = asyncio.create_task(_rename(docker, pooled, name))
@@ -48,7 +53,7 @@ async def warm_session(
         yield session
     finally:
         await asyncio.shield(renaming)
-        remove_later(pooled.container)
+        remove_later(pooled)
 
 
 async def _rename(docker: aiodocker.Docker, pooled: PooledContainer, name: str) -> None:
@@ -92,7 +97,7 @@ class DockerSandbox:
         language: Language,
         policy: ContainerPolicy,
         budget_s: float,
-    ) -> AsyncIterator[Session]:
+    ) -> AsyncIterator[Session | AttachedSession]:
         async with (
             self.budget.reserve(policy.memory_mb),
             self._session(submission_id, attempt, language, policy, budget_s) as session,
@@ -107,7 +112,7 @@ class DockerSandbox:
         language: Language,
         policy: ContainerPolicy,
         budget_s: float,
-    ) -> AsyncIterator[Session]:
+    ) -> AsyncIterator[Session | AttachedSession]:
         name = container_name(submission_id, attempt)
         if attempt > 1:
             # An earlier attempt may have died with its container still there.

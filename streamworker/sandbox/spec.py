@@ -23,7 +23,8 @@ SHM_BYTES = 8 * 1024 * 1024
 MEMORY_HEADROOM_MB = 16
 """The helper and init live in the container's cgroup too; they get a little extra."""
 PIDS_HEADROOM = 4
-"""Init, the idle helper, the run helper and one spare are not the program's processes."""
+"""Init, the idle helper, the run helper and one spare are not the program's processes
+(attached: the serving helper, its runner and two spare)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,31 @@ def container_config(
             "RestartPolicy": {"Name": "no"},
         },
     }
+
+
+def attached_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` for a container served by `sw-run serve` over an attach stream.
+
+    Stdin stays open across runs (requests one after another). There is no init: the
+    helper is PID 1, so nothing else holds the container's stdio (an init's fds would
+    be open to a same-uid program through /proc/1/fd, letting it write into the
+    stream) and nothing inside the container can signal the helper away. It reaps
+    every orphan itself.
+    """
+    attached = dict(config)
+    attached.update(
+        {
+            "Cmd": [HELPER_PATH, "serve"],
+            "AttachStdin": True,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "OpenStdin": True,
+            "StdinOnce": False,
+            "Tty": False,
+        }
+    )
+    attached["HostConfig"] = {**config["HostConfig"], "Init": False}
+    return attached
 
 
 def limit_violations(requested: Mapping[str, Any], inspected: Mapping[str, Any]) -> list[str]:

@@ -3,17 +3,18 @@
  *
  *   sw-run idle                     the container's main process: waits forever
  *   sw-run run [OPTIONS] -- CMD...  write the delivered files, run CMD once, report
+ *   sw-run serve                    the container's main process (PID 1, attached stdin):
+ *                                   serve run requests one after another from stdin
  *
  * Why it exists: figures (CPU time, peak memory, exit status) must come from code the
  * submitted program cannot tamper with or imitate.  The helper makes itself
  * non-dumpable (so a same-uid program cannot ptrace it, read its memory or open its
  * file descriptors), gives the program pipes instead of its own stdout/stderr, relays
  * the bytes (counting them, enforcing the output limit) and, after every descendant is
- * dead and reaped, writes one report line to its real stderr tagged with a nonce that
- * only the worker and the helper know.  A program that kills the helper can stop the
- * report, never forge it.
+ * dead and reaped, writes one report line tagged with a nonce that only the worker and
+ * the helper know.  A program that kills the helper can stop the report, never forge it.
  *
- * Input on stdin:
+ * Input of `run` on stdin:
  *   "SWRUN1 <nonce> <nfiles> <stdin_bytes>\n"
  *   nfiles x ("<path_len> <content_len>\n" <path> <content>)
  *   <stdin_bytes> bytes handed to CMD as its stdin
@@ -21,6 +22,23 @@
  * an existing symlink.  The report line (last bytes on stderr):
  *   "\x1eSWRUN <nonce> exit=.. signal=.. cpu_us=.. wall_us=.. maxrss_kb=.. oom_kills=..
  *    timed_out=.. output_exceeded=.. overflow_stream=1|2|0 out_bytes=.. exec_errno=..\n"
+ *
+ * `serve` reads requests until EOF, each "SWSERVE1 <argc>\n", argc x ("<len>\n" <arg>)
+ * (the arguments of `run`: OPTIONS -- CMD...), then exactly the input of `run`.  Each
+ * request is run by a forked child exactly as `run` runs (fresh rusage, subreaper), and
+ * everything is sent back on stdout as frames: a 5-byte header (kind, payload length as
+ * 32-bit big endian) and the payload.  Kinds: 'O' program stdout, 'E' program stderr,
+ * 'R' the report line ("SWRUN <nonce> exit=..\n"), 'Z' end of the run (payload: nonce),
+ * written by the serving parent only after the child and every descendant are reaped.
+ * Stdout and stderr of a container reach the worker through separate pipes whose
+ * relative order Docker does not keep, hence one framed stream.  Why nothing can be
+ * forged: the program never holds an fd of the container's stdio (its 0/1/2 are a memfd
+ * and pipes, everything else is close-on-exec), the helper is non-dumpable (no
+ * /proc/<pid>/fd), and there is no init holding the stdio either: the server is PID 1
+ * (Docker's Init off), which also makes it immune to signals from inside the container.
+ * Its payloads are length-prefixed, so program bytes can never end a frame early, and
+ * each frame fits in one atomic pipe write (<= PIPE_BUF), so a child killed mid-run
+ * never leaves half a frame behind.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -99,7 +117,22 @@ static void read_line(int fd, char *buf, size_t cap) {
     buf[i] = '\0';
 }
 
-/* Copy exactly len bytes from fd to out (a file or memfd). */
+static int framed = 0; /* serve mode: output and the report become frames on stdout */
+static char file_error[160]; /* serve mode: why the request's files could not be written */
+
+/* A failure to write a delivered file: fatal in run mode; in serve mode the request is
+ * still read to its end (so the stream stays in step) and answered without a run. */
+static void file_failed(const char *msg, int with_errno) {
+    if (!framed) {
+        if (with_errno) die(msg);
+        fail(msg);
+    }
+    if (file_error[0] == '\0')
+        snprintf(file_error, sizeof file_error, "sw-run: %s%s%s\n", msg, with_errno ? ": " : "",
+                 with_errno ? strerror(errno) : "");
+}
+
+/* Copy exactly len bytes from fd to out (a file or memfd; -1 discards them). */
 static void copy_n(int fd, int out, unsigned long long len) {
     char buf[65536];
     while (len > 0) {
@@ -107,10 +140,14 @@ static void copy_n(int fd, int out, unsigned long long len) {
         read_exact(fd, buf, chunk);
         const char *p = buf;
         size_t left = chunk;
-        while (left > 0) {
+        while (out >= 0 && left > 0) {
             ssize_t n = write(out, p, left);
             if (n < 0 && errno == EINTR) continue;
-            if (n < 0) die("write file");
+            if (n < 0) {
+                file_failed("write file", 1);
+                out = -1;
+                break;
+            }
             p += n;
             left -= (size_t)n;
         }
@@ -133,7 +170,8 @@ static int path_is_safe(const char *path) {
 }
 
 /* Create path under dirfd without following any symlink: each directory component is
- * opened with O_NOFOLLOW|O_DIRECTORY, the file with O_CREAT|O_EXCL|O_NOFOLLOW. */
+ * opened with O_NOFOLLOW|O_DIRECTORY, the file with O_CREAT|O_EXCL|O_NOFOLLOW.
+ * -1 (after file_failed) when it cannot be created. */
 static int open_new_file(int dirfd, char *path) {
     int cur = dup(dirfd);
     if (cur < 0) die("dup");
@@ -142,16 +180,24 @@ static int open_new_file(int dirfd, char *path) {
         char *slash = strchr(p, '/');
         if (!slash) break;
         *slash = '\0';
-        if (mkdirat(cur, p, 0700) < 0 && errno != EEXIST) die("mkdir");
+        if (mkdirat(cur, p, 0700) < 0 && errno != EEXIST) {
+            file_failed("mkdir", 1);
+            close(cur);
+            return -1;
+        }
         int next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next < 0) die("open dir");
+        if (next < 0) {
+            file_failed("open dir", 1);
+            close(cur);
+            return -1;
+        }
         close(cur);
         cur = next;
         *slash = '/';
         p = slash + 1;
     }
     int fd = openat(cur, p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) die("create file");
+    if (fd < 0) file_failed("create file", 1);
     close(cur);
     return fd;
 }
@@ -170,10 +216,11 @@ static void receive_files(int in, unsigned long nfiles) {
         char path[MAX_PATH_LEN + 1];
         read_exact(in, path, path_len);
         path[path_len] = '\0';
-        if (strlen(path) != path_len || !path_is_safe(path)) fail("unsafe file path");
-        int fd = open_new_file(dirfd, path);
+        int fd = -1;
+        if (strlen(path) != path_len || !path_is_safe(path)) file_failed("unsafe file path", 0);
+        else if (file_error[0] == '\0') fd = open_new_file(dirfd, path);
         copy_n(in, fd, content_len);
-        close(fd);
+        if (fd >= 0) close(fd);
     }
     close(dirfd);
 }
@@ -236,47 +283,102 @@ static void idle(void) {
     for (;;) pause();
 }
 
-int main(int argc, char **argv) {
-    if (argc >= 2 && strcmp(argv[1], "idle") == 0) idle();
-    if (argc < 4 || strcmp(argv[1], "run") != 0)
-        fail("usage: sw-run idle | sw-run run [--cpu-ms N] [--wall-ms N] [--out-bytes N] "
-             "[--fsize-bytes N] [--nofile N] -- CMD...");
+/* ---- framed output (serve mode) ---- */
 
-    long long cpu_ms = 0, wall_ms = 10000, out_bytes = 1 << 20, fsize_bytes = 0, nofile = 256;
-    int i = 2;
+#define FRAME_HEADER 5
+#define FRAME_MAX_PAYLOAD (PIPE_BUF - FRAME_HEADER)
+
+/* One frame in one write(): a pipe write of at most PIPE_BUF bytes is atomic, so the
+ * stream never holds half a frame, even when the writer is killed. */
+static void write_frame(char kind, const void *data, size_t len) {
+    char frame[PIPE_BUF];
+    frame[0] = kind;
+    frame[1] = (char)((len >> 24) & 0xff);
+    frame[2] = (char)((len >> 16) & 0xff);
+    frame[3] = (char)((len >> 8) & 0xff);
+    frame[4] = (char)(len & 0xff);
+    memcpy(frame + FRAME_HEADER, data, len);
+    write_all(1, frame, FRAME_HEADER + len);
+}
+
+/* Send program output of stream k (1 = stdout, 2 = stderr) to the worker. */
+static void emit(int k, const char *buf, size_t len) {
+    if (!framed) {
+        write_all(k, buf, len);
+        return;
+    }
+    while (len > 0) {
+        size_t chunk = len < FRAME_MAX_PAYLOAD ? len : FRAME_MAX_PAYLOAD;
+        write_frame(k == 1 ? 'O' : 'E', buf, chunk);
+        buf += chunk;
+        len -= chunk;
+    }
+}
+
+/* ---- one run ---- */
+
+struct run_opts {
+    long long cpu_ms, wall_ms, out_bytes, fsize_bytes, nofile;
+    char **cmd;
+};
+
+/* Parse "OPTIONS -- CMD..." (argv[0..argc)). */
+static void parse_opts(int argc, char **argv, struct run_opts *o) {
+    o->cpu_ms = 0;
+    o->wall_ms = 10000;
+    o->out_bytes = 1 << 20;
+    o->fsize_bytes = 0;
+    o->nofile = 256;
+    int i = 0;
     for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
         if (i + 1 >= argc) fail("option without value");
         long long v = atoll(argv[i + 1]);
-        if (strcmp(argv[i], "--cpu-ms") == 0) cpu_ms = v;
-        else if (strcmp(argv[i], "--wall-ms") == 0) wall_ms = v;
-        else if (strcmp(argv[i], "--out-bytes") == 0) out_bytes = v;
-        else if (strcmp(argv[i], "--fsize-bytes") == 0) fsize_bytes = v;
-        else if (strcmp(argv[i], "--nofile") == 0) nofile = v;
+        if (strcmp(argv[i], "--cpu-ms") == 0) o->cpu_ms = v;
+        else if (strcmp(argv[i], "--wall-ms") == 0) o->wall_ms = v;
+        else if (strcmp(argv[i], "--out-bytes") == 0) o->out_bytes = v;
+        else if (strcmp(argv[i], "--fsize-bytes") == 0) o->fsize_bytes = v;
+        else if (strcmp(argv[i], "--nofile") == 0) o->nofile = v;
         else fail("unknown option");
     }
     if (i + 1 >= argc) fail("missing command after --");
-    char **cmd = argv + i + 1;
+    o->cmd = argv + i + 1;
+}
 
-    /* Before anything else: no ptrace, no /proc/<us>/mem or fd access by same-uid code. */
-    if (prctl(PR_SET_DUMPABLE, 0) < 0) die("PR_SET_DUMPABLE");
+struct run_input {
+    char nonce[NONCE_LEN + 1];
+    int stdin_fd;
+};
+
+/* Read the run's header, create its files and take its stdin into a memfd. */
+static void read_input(int in, struct run_input *rq) {
+    char header[160];
+    unsigned long nfiles;
+    unsigned long long stdin_len;
+    read_line(in, header, sizeof header);
+    if (sscanf(header, "SWRUN1 %32s %lu %llu", rq->nonce, &nfiles, &stdin_len) != 3 ||
+        strlen(rq->nonce) != NONCE_LEN || nfiles > MAX_FILES)
+        fail("bad header");
+    receive_files(in, nfiles);
+    rq->stdin_fd = memfd_create("stdin", MFD_CLOEXEC);
+    if (rq->stdin_fd < 0) die("memfd_create");
+    copy_n(in, rq->stdin_fd, stdin_len);
+    if (lseek(rq->stdin_fd, 0, SEEK_SET) < 0) die("lseek");
+}
+
+static void ignore_signals(void) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
+}
 
-    char header[160], nonce[NONCE_LEN + 1];
-    unsigned long nfiles;
-    unsigned long long stdin_len;
-    read_line(0, header, sizeof header);
-    if (sscanf(header, "SWRUN1 %32s %lu %llu", nonce, &nfiles, &stdin_len) != 3 ||
-        strlen(nonce) != NONCE_LEN || nfiles > MAX_FILES)
-        fail("bad header");
-    receive_files(0, nfiles);
-    int stdin_fd = memfd_create("stdin", MFD_CLOEXEC);
-    if (stdin_fd < 0) die("memfd_create");
-    copy_n(0, stdin_fd, stdin_len);
-    if (lseek(stdin_fd, 0, SEEK_SET) < 0) die("lseek");
+/* Run o->cmd once with rq's stdin, relay its output, kill every descendant, report.
+ * Must run in a process of its own: the figures are this process's RUSAGE_CHILDREN. */
+static void execute(const struct run_opts *o, const struct run_input *rq) {
+    long long cpu_ms = o->cpu_ms, wall_ms = o->wall_ms, out_bytes = o->out_bytes;
+    long long fsize_bytes = o->fsize_bytes, nofile = o->nofile;
+    int stdin_fd = rq->stdin_fd;
 
     long oom_before = oom_kills();
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) die("PR_SET_CHILD_SUBREAPER");
@@ -295,9 +397,10 @@ int main(int argc, char **argv) {
         signal(SIGTERM, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
         signal(SIGQUIT, SIG_DFL);
+        /* 0, 1 and 2 replaced: the program never holds our stdio (the container's, in
+         * serve mode). Nothing else of ours is inherited: fds >= 3 are all O_CLOEXEC. */
         if (dup2(stdin_fd, 0) < 0 || dup2(out_pipe[1], 1) < 0 || dup2(err_pipe[1], 2) < 0)
             _exit(125);
-        /* Nothing else of ours is inherited: fds >= 3 are all O_CLOEXEC except this. */
         struct rlimit rl;
         rl.rlim_cur = rl.rlim_max = 0;
         setrlimit(RLIMIT_CORE, &rl);
@@ -312,7 +415,7 @@ int main(int argc, char **argv) {
         }
         rl.rlim_cur = rl.rlim_max = (rlim_t)nofile;
         setrlimit(RLIMIT_NOFILE, &rl);
-        execvp(cmd[0], cmd);
+        execvp(o->cmd[0], o->cmd);
         int err = errno;
         ssize_t ignored = write(exec_pipe[1], &err, sizeof err);
         (void)ignored;
@@ -362,7 +465,7 @@ int main(int argc, char **argv) {
             }
             long long room = out_bytes - relayed;
             size_t send = got <= room ? (size_t)got : (size_t)(room > 0 ? room : 0);
-            write_all(k == 0 ? 1 : 2, buf, send);
+            emit(k + 1, buf, send);
             relayed += (long long)send;
             if ((long long)got > room && !output_exceeded) {
                 output_exceeded = 1;
@@ -393,7 +496,7 @@ int main(int argc, char **argv) {
         while ((got = read(pfd[k].fd, buf, sizeof buf)) > 0) {
             long long room = out_bytes - relayed;
             size_t send = got <= room ? (size_t)got : (size_t)(room > 0 ? room : 0);
-            write_all(k == 0 ? 1 : 2, buf, send);
+            emit(k + 1, buf, send);
             relayed += (long long)send;
             if ((long long)got > room && !output_exceeded) {
                 output_exceeded = 1;
@@ -416,11 +519,108 @@ int main(int argc, char **argv) {
     long oom = (oom_before >= 0 && oom_after >= 0) ? oom_after - oom_before : -1;
     int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    dprintf(2,
-            "\x1eSWRUN %s exit=%d signal=%d cpu_us=%lld wall_us=%lld maxrss_kb=%ld "
-            "oom_kills=%ld timed_out=%d output_exceeded=%d overflow_stream=%d out_bytes=%lld "
-            "exec_errno=%d\n",
-            nonce, exit_code, sig, cpu_us, (long long)wall, all.ru_maxrss, oom, timed_out,
-            output_exceeded, overflow_stream, relayed, exec_errno);
+    char report[512];
+    int len = snprintf(report, sizeof report,
+                       "%sSWRUN %s exit=%d signal=%d cpu_us=%lld wall_us=%lld maxrss_kb=%ld "
+                       "oom_kills=%ld timed_out=%d output_exceeded=%d overflow_stream=%d "
+                       "out_bytes=%lld exec_errno=%d\n",
+                       framed ? "" : "\x1e", rq->nonce, exit_code, sig, cpu_us, (long long)wall,
+                       all.ru_maxrss, oom, timed_out, output_exceeded, overflow_stream, relayed,
+                       exec_errno);
+    if (len < 0 || (size_t)len >= sizeof report) fail("report too long");
+    if (framed) write_frame('R', report, (size_t)len);
+    else write_all(2, report, (size_t)len);
+}
+
+/* ---- serve mode ---- */
+
+#define MAX_ARGS 256
+#define MAX_ARG_LEN 65536
+
+/* Like read_line, but a clean end of input before the first byte returns 0. */
+static int read_line_or_eof(int fd, char *buf, size_t cap) {
+    ssize_t n;
+    do n = read(fd, buf, 1);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) die("read stdin");
+    if (n == 0) return 0;
+    if (buf[0] == '\n') {
+        buf[0] = '\0';
+        return 1;
+    }
+    read_line(fd, buf + 1, cap - 1);
+    return 1;
+}
+
+static void serve(void) {
+    framed = 1;
+    for (;;) {
+        char line[64];
+        unsigned long nargs;
+        if (!read_line_or_eof(0, line, sizeof line)) _exit(0); /* the worker hung up */
+        if (sscanf(line, "SWSERVE1 %lu", &nargs) != 1 || nargs == 0 || nargs > MAX_ARGS)
+            fail("bad request header");
+        char **args = calloc(nargs + 1, sizeof *args);
+        if (!args) die("calloc");
+        for (unsigned long i = 0; i < nargs; i++) {
+            unsigned long len;
+            read_line(0, line, sizeof line);
+            if (sscanf(line, "%lu", &len) != 1 || len > MAX_ARG_LEN) fail("bad argument length");
+            args[i] = malloc(len + 1);
+            if (!args[i]) die("malloc");
+            read_exact(0, args[i], len);
+            args[i][len] = '\0';
+            if (strlen(args[i]) != len) fail("NUL in argument");
+        }
+        struct run_opts opts;
+        parse_opts((int)nargs, args, &opts);
+        struct run_input rq;
+        read_input(0, &rq); /* all of the request is read here: a killed child can't desync */
+        if (file_error[0] != '\0') {
+            /* Answered like `run` would answer it: a message and no report. */
+            write_frame('E', file_error, strlen(file_error));
+            file_error[0] = '\0';
+            close(rq.stdin_fd);
+        } else {
+            pid_t runner = fork();
+            if (runner < 0) die("fork");
+            if (runner == 0) {
+                execute(&opts, &rq);
+                _exit(0);
+            }
+            close(rq.stdin_fd);
+            /* The runner is a subreaper; were it killed, its orphans are ours: kill them. */
+            int status;
+            while (waitpid(runner, &status, 0) < 0 && errno == EINTR) {
+            }
+            kill_all_descendants(getpid());
+        }
+        for (unsigned long i = 0; i < nargs; i++) free(args[i]);
+        free(args);
+        write_frame('Z', rq.nonce, NONCE_LEN);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "idle") == 0) idle();
+    int serving = argc == 2 && strcmp(argv[1], "serve") == 0;
+    if (!serving && (argc < 4 || strcmp(argv[1], "run") != 0))
+        fail("usage: sw-run idle | sw-run serve | sw-run run [--cpu-ms N] [--wall-ms N] "
+             "[--out-bytes N] [--fsize-bytes N] [--nofile N] -- CMD...");
+
+    /* Before anything else: no ptrace, no /proc/<us>/mem or fd access by same-uid code.
+     * Inherited by the forked runners of serve mode (dumpability survives fork). */
+    if (prctl(PR_SET_DUMPABLE, 0) < 0) die("PR_SET_DUMPABLE");
+    ignore_signals();
+    if (serving) {
+        /* As PID 1 every orphan is ours anyway; elsewhere this makes it so. */
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) die("PR_SET_CHILD_SUBREAPER");
+        serve();
+    }
+    struct run_opts opts;
+    parse_opts(argc - 2, argv + 2, &opts);
+    struct run_input rq;
+    read_input(0, &rq);
+    execute(&opts, &rq);
     return 0;
 }

@@ -27,10 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.conftest import free_port, image_env
 
 REPO = Path(__file__).resolve().parents[2]
-PYTHON_IMAGE = "streamworker-runtime/python:bookworm"
+PYTHON_IMAGE = (
+    image_env().get("STREAMWORKER_IMAGE_PREFIX", "streamworker-runtime") + "/python:bookworm"
+)
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 

@@ -22,6 +22,7 @@ from streamworker.bench.scenario import (
     EXECUTOR_WARM,
 )
 from streamworker.settings import load_settings
+from tests.conftest import image_env
 
 pytestmark = [pytest.mark.integration]
 
@@ -33,7 +34,7 @@ async def test_quick_bench_writes_every_scenario(docker_available: None, tmp_pat
     options = BenchOptions.quick(
         languages=("python",), kinds=("hello",), e2e=False, json_path=out, command="smoke"
     )
-    settings = load_settings({"STREAMWORKER_WORKER_ID": "bench-smoke"})
+    settings = load_settings({"STREAMWORKER_WORKER_ID": "bench-smoke", **image_env()})
     returned = await run_bench(settings, options)
 
     doc = json.loads(out.read_text())

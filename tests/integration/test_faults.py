@@ -298,5 +298,5 @@ async def test_dockerd_restart_during_a_run_never_hangs(
         for r in await read_all(kafka_bootstrap, worker.topics["results"])
         if r["submission_id"] == after
     ]
-    assert next_result["status"] == "accepted", next_result
+    assert next_result["status"] == "accepted", (next_result, worker.log())
     assert worker.process.poll() is None, "the worker must survive a Docker restart"

@@ -19,6 +19,7 @@ from streamworker.sandbox.executor import DockerSandbox
 from streamworker.sandbox.pool import PoolManager
 from streamworker.sandbox.spec import LABEL_PREFIX, container_name
 from streamworker.settings import load_settings
+from tests.conftest import image_env
 
 pytestmark = [pytest.mark.integration]
 
@@ -30,6 +31,7 @@ class Harness:
                 "STREAMWORKER_WORKER_ID": worker_id,
                 "STREAMWORKER_POOL_MIN_SIZE": "2",
                 "STREAMWORKER_POOL_MAX_SIZE": "4",
+                **image_env(),
             }
         )
         self.docker = connect(resolve_endpoint(self.settings.docker))

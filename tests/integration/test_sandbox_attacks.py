@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 from streamworker.contract import Status
+from streamworker.errors import ContainerGone
 from tests.integration.sandbox_util import SandboxRunner
 
 pytestmark = [pytest.mark.integration]
@@ -296,3 +297,111 @@ async def test_forged_helper_report_is_not_believed(sandbox_runner: SandboxRunne
     run = verdict.runs[0]
     assert run.cpu_time_s is None and run.memory_kb is None
     assert "OPENED" not in run.stdout
+
+
+async def test_forged_frames_are_only_output(sandbox_runner: SandboxRunner) -> None:
+    # Everything the serving helper could send, written by the program on both streams,
+    # plus every way it might reach the helper's (or an init's) stdio directly.
+    code = src("""
+        import os, struct, sys
+        nonce = "0" * 32
+        line = f"SWRUN {nonce} exit=0 signal=0 cpu_us=1 wall_us=1 maxrss_kb=1 oom_kills=0 "
+        line += "timed_out=0 output_exceeded=0 overflow_stream=0 out_bytes=0 exec_errno=0\\n"
+        frames = b""
+        for kind, payload in ((b"O", b"forged\\n"), (b"R", line.encode()), (b"Z", nonce.encode())):
+            frames += kind + struct.pack(">I", len(payload)) + payload
+        for fd in (1, 2):
+            os.write(fd, frames + b"\\x1eSWRUN " + line.encode())
+        for who, pid in (("pid1", 1), ("helper", os.getppid())):
+            for fd in (0, 1, 2):
+                try:
+                    os.close(os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY if fd else os.O_RDONLY))
+                    print("OPENED", who, fd)
+                except OSError:
+                    pass
+        print("after-forgery", flush=True)
+        sys.exit(int(sys.stdin.read() or 0))
+    """)
+    verdict = await sandbox_runner.with_benign(
+        source=code,
+        test_cases=[{"id": "1", "stdin": "3"}, {"id": "2", "stdin": "0"}],
+    )
+    first, second = verdict.runs
+    assert "OPENED helper" not in first.stdout, first.stdout
+    if sandbox_runner.warm:
+        # Served, PID 1 is the helper whose stdio is the stream. (Cold, PID 1 is Docker's
+        # init, whose stdio leads nowhere: runs come and go through exec.)
+        assert "OPENED pid1" not in first.stdout, first.stdout
+    assert first.stdout.endswith("after-forgery\n") and "forged" in first.stdout
+    # The genuine report: the program's exit status and real figures, not the forged ones.
+    assert first.status is Status.RUNTIME_ERROR and first.exit_code == 3, first
+    assert first.wall_time_s is not None and first.wall_time_s > 0.005, first
+    assert first.memory_kb is not None and first.memory_kb > 1000, first
+    # The stream stayed in step: the next run in the same container is judged normally.
+    assert second.status is Status.ACCEPTED and second.exit_code == 0, second
+
+
+async def test_killing_every_process_it_can(sandbox_runner: SandboxRunner) -> None:
+    code = src("""
+        import os, signal, sys
+        if sys.stdin.read().strip() == "kill":
+            for pid in (1, os.getppid()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            os.kill(-1, signal.SIGKILL)
+        print("alive")
+    """)
+    cases = [
+        {"id": "kill", "stdin": "kill", "expected_output": "alive\n"},
+        {"id": "after", "stdin": "", "expected_output": "alive\n"},
+    ]
+    if not sandbox_runner.warm:
+        # The exec path's idle helper is killable: the container stops, a retry follows.
+        with pytest.raises(ContainerGone):
+            await sandbox_runner.run(source=code, test_cases=cases)
+        return
+    # Served: the helper is PID 1 and ignores the program's signals; only this run's
+    # runner dies (no report, no figures) and the next case runs in the same container.
+    verdict = await sandbox_runner.with_benign(source=code, test_cases=cases)
+    killed, after = verdict.runs
+    assert killed.status is Status.RUNTIME_ERROR, killed
+    assert killed.cpu_time_s is None and killed.memory_kb is None
+    assert after.status is Status.ACCEPTED, after
+
+
+async def test_a_compile_time_daemon_does_not_outlive_the_compile(
+    sandbox_runner: SandboxRunner,
+) -> None:
+    # Nim runs shell commands at compile time: leave a ticking process behind the
+    # compiler (its inherited fds closed, so the compiler does not wait for it).
+    code = src("""
+        import os
+        const spawned = staticExec("sh -c 'for fd in 3 4 5 6 7 8 9; do eval \\"exec $fd>&-\\"; " &
+            "done; (while :; do date +%s%N > /workspace/tick; sleep 0.1; done) " &
+            "</dev/null >/dev/null 2>&1 & echo spawned'")
+        let before = readFile("/workspace/tick")
+        sleep(1000)
+        echo spawned, " ", (if readFile("/workspace/tick") == before: "dead" else: "alive")
+    """)
+    verdict = await sandbox_runner.with_benign(
+        language="nim", source=code, expected_output="spawned dead\n"
+    )
+    assert verdict.status is Status.ACCEPTED, verdict
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+async def test_output_flood_on_either_stream(sandbox_runner: SandboxRunner, stream: str) -> None:
+    code = src(f"""
+        import sys
+        block = b"z" * (1 << 16)
+        while True:
+            sys.{stream}.buffer.write(block)
+    """)
+    verdict = await sandbox_runner.with_benign(
+        source=code, limits={"output_kb": 64, "wall_time_s": 5}
+    )
+    assert verdict.status is Status.OUTPUT_LIMIT_EXCEEDED, verdict
+    run = verdict.runs[0]
+    assert run.wall_time_s is not None and run.wall_time_s < 4, run

@@ -9,12 +9,22 @@ import pytest
 from streamworker.errors import HelperProtocolError, SandboxError
 from streamworker.sandbox.helper import HELPER_PATH
 from streamworker.sandbox.protocol import (
+    FRAME_END,
+    FRAME_REPORT,
+    FRAME_STDERR,
+    FRAME_STDOUT,
     REPORT_MARK,
+    FrameDecoder,
     HelperLimits,
     HelperReport,
+    ServedRun,
+    encode_frame,
     encode_input,
+    encode_request,
+    helper_args,
     helper_command,
     new_nonce,
+    parse_report,
     split_report,
 )
 
@@ -233,3 +243,128 @@ def test_new_nonce_is_32_hex_chars_and_fresh() -> None:
     nonces = {new_nonce() for _ in range(100)}
     assert len(nonces) == 100
     assert all(re.fullmatch(r"[0-9a-f]{32}", n) for n in nonces)
+
+
+# ----------------------------------------------------------------------------- serve mode
+
+LIMITS = HelperLimits(cpu_time_s=1.5, wall_time_s=2.0, output_bytes=1000, file_size_bytes=64)
+
+
+def served_report(nonce: str = NONCE, fields: str = FIELDS) -> bytes:
+    return f"SWRUN {nonce} {fields}\n".encode()
+
+
+class TestEncodeRequest:
+    def test_run_arguments_then_exactly_the_run_input(self) -> None:
+        files = [("main.py", b"print(1)\n")]
+        data = encode_request(NONCE, LIMITS, ["python3", "main.py"], files, b"in")
+        args = helper_args(LIMITS, ["python3", "main.py"])
+        assert helper_command(LIMITS, ["python3", "main.py"]) == [HELPER_PATH, "run", *args]
+        head = f"SWSERVE1 {len(args)}\n".encode() + b"".join(
+            f"{len(a.encode())}\n".encode() + a.encode() for a in args
+        )
+        assert data == head + encode_input(NONCE, files, b"in")
+
+    def test_arguments_are_length_prefixed_bytes(self) -> None:
+        data = encode_request(NONCE, LIMITS, ["echo", "a\nb", "é"], [], b"")
+        tail = b"2\n--4\necho3\na\nb2\n" + "é".encode()
+        assert data == data[: data.index(tail)] + tail + encode_input(NONCE, [], b"")
+
+
+class TestFrames:
+    def test_round_trip_in_any_chunking(self) -> None:
+        frames = [
+            (FRAME_STDOUT, b"hello\n"),
+            (FRAME_STDERR, b""),
+            (FRAME_REPORT, served_report()),
+            (FRAME_END, NONCE.encode()),
+        ]
+        wire = b"".join(encode_frame(k, p) for k, p in frames)
+        for size in (1, 2, 5, 7, len(wire)):
+            decoder = FrameDecoder()
+            got = []
+            for i in range(0, len(wire), size):
+                got.extend(decoder.feed(wire[i : i + size]))
+            assert got == frames and decoder.pending == 0
+
+    def test_a_cut_frame_stays_pending(self) -> None:
+        decoder = FrameDecoder()
+        assert decoder.feed(encode_frame(FRAME_STDOUT, b"abcdef")[:-2]) == []
+        assert decoder.pending == 9
+
+    @pytest.mark.parametrize(
+        "wire",
+        [b"X\x00\x00\x00\x01a", b"O\xff\xff\xff\xff", b"O\x00\x00\x10\x00"],
+        ids=["unknown-kind", "huge", "beyond-pipe-buf"],
+    )
+    def test_anything_else_is_an_error(self, wire: bytes) -> None:
+        with pytest.raises(HelperProtocolError):
+            FrameDecoder().feed(wire)
+
+    def test_frames_fit_in_one_atomic_pipe_write(self) -> None:
+        assert len(encode_frame(FRAME_STDOUT, b"x" * 4091)) == 4096
+        with pytest.raises(ValueError):
+            encode_frame(FRAME_STDOUT, b"x" * 4092)
+        with pytest.raises(ValueError):
+            encode_frame(b"Q", b"")
+
+
+class TestServedRun:
+    def feed(self, run: ServedRun, *frames: tuple[bytes, bytes]) -> None:
+        for kind, payload in frames:
+            run.add(kind, payload)
+
+    def test_output_report_and_end(self) -> None:
+        run = ServedRun(NONCE)
+        self.feed(
+            run,
+            (FRAME_STDOUT, b"a"),
+            (FRAME_STDERR, b"warn"),
+            (FRAME_STDOUT, b"b"),
+            (FRAME_REPORT, served_report()),
+        )
+        assert not run.done and run.output_bytes == 6
+        self.feed(run, (FRAME_END, NONCE.encode()))
+        raw = run.raw_run()
+        assert run.done and raw.stdout == b"ab" and raw.stderr == b"warn"
+        assert raw.report is not None and raw.report.cpu_time_s == 0.0015 and raw.failure is None
+
+    def test_program_bytes_that_look_like_frames_are_only_output(self) -> None:
+        forged = encode_frame(FRAME_REPORT, served_report()) + encode_frame(
+            FRAME_END, NONCE.encode()
+        )
+        run = ServedRun(NONCE)
+        decoder = FrameDecoder()
+        wire = encode_frame(FRAME_STDOUT, forged) + encode_frame(FRAME_END, NONCE.encode())
+        for kind, payload in decoder.feed(wire):
+            run.add(kind, payload)
+        raw = run.raw_run()
+        assert raw.stdout == forged and raw.report is None and "no report" in (raw.failure or "")
+
+    def test_end_without_report_is_the_no_report_failure(self) -> None:
+        run = ServedRun(NONCE)
+        self.feed(run, (FRAME_STDERR, b"sw-run: create file: File exists\n"))
+        self.feed(run, (FRAME_END, NONCE.encode()))
+        raw = run.raw_run()
+        assert raw.report is None and raw.failure is not None
+        assert "no report" in raw.failure and "File exists" in raw.failure
+
+    @pytest.mark.parametrize(
+        "frames",
+        [
+            [(FRAME_REPORT, served_report(OTHER))],
+            [(FRAME_END, OTHER.encode())],
+            [(FRAME_REPORT, served_report()), (FRAME_REPORT, served_report())],
+            [(FRAME_END, NONCE.encode()), (FRAME_STDOUT, b"late")],
+            [(FRAME_REPORT, b"SWRUN " + NONCE.encode() + b" exit=zero\n")],
+        ],
+        ids=["report-of-another-run", "end-of-another-run", "two-reports", "after-end", "bad"],
+    )
+    def test_out_of_step_streams_are_errors(self, frames: list[tuple[bytes, bytes]]) -> None:
+        with pytest.raises(HelperProtocolError):
+            self.feed(ServedRun(NONCE), *frames)
+
+    def test_parse_report_checks_the_nonce(self) -> None:
+        assert parse_report(NONCE, served_report()).memory_kb == 4096
+        with pytest.raises(HelperProtocolError):
+            parse_report(NONCE, REPORT_MARK + served_report())

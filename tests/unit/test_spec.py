@@ -21,6 +21,7 @@ from streamworker.sandbox.spec import (
     SANDBOX_UID,
     WORKDIR,
     ContainerPolicy,
+    attached_config,
     container_config,
     container_labels,
     container_name,
@@ -151,6 +152,32 @@ class TestContainerConfig:
 
     def test_config_is_json_serialisable(self) -> None:
         assert json.loads(json.dumps(config())) == config()
+
+
+class TestAttachedConfig:
+    def test_serving_helper_is_pid_1_with_stdin_open_across_runs(self) -> None:
+        cfg = attached_config(config())
+        assert cfg["Cmd"] == [HELPER_PATH, "serve"]
+        assert cfg["OpenStdin"] is True and cfg["StdinOnce"] is False and cfg["Tty"] is False
+        # No init: it would hold the attached stdio, open to the program via /proc/1/fd.
+        assert cfg["HostConfig"]["Init"] is False
+
+    def test_everything_else_is_the_cold_config(self) -> None:
+        cold = config()
+        cfg = attached_config(cold)
+        assert cold["HostConfig"]["Init"] is True and cold["Cmd"] == [HELPER_PATH, "idle"]
+        assert {k: v for k, v in cfg["HostConfig"].items() if k != "Init"} == {
+            k: v for k, v in cold["HostConfig"].items() if k != "Init"
+        }
+        same = {"Image", "User", "WorkingDir", "Env", "Labels", "NetworkDisabled", "StopSignal"}
+        assert {k: cfg[k] for k in same} == {k: cold[k] for k in same}
+
+    def test_the_kept_settings_are_checked_like_cold_ones(self) -> None:
+        cfg = attached_config(config())
+        assert limit_violations(cfg, faithful_inspect(cfg)) == []
+        inspected = faithful_inspect(cfg)
+        inspected["HostConfig"]["Init"] = True
+        assert any("Init" in p for p in limit_violations(cfg, inspected))
 
 
 def test_sandbox_env() -> None:
