@@ -176,9 +176,10 @@ def create_app(
             await send_output(dlq, dead.key, dead.value, partition, list(dead.headers))
         if outcome.result is not None:
             result = outcome.result
+            runtime.pipeline.record_result(result)
+            await runtime.pipeline.settle(result)
             await remember(key, result.submission_id, result.event_id, partition)
             await send_output(results, result.submission_id.encode(), result.encode(), partition)
-            runtime.pipeline.record_published(result)
         if outcome.republish is not None:
             stored = outcome.republish
             sid = str(stored["submission_id"])
@@ -210,7 +211,6 @@ def create_app(
                 async with runtime.tracking(), key_locks.hold(message.key):
                     outcome = await runtime.pipeline.handle(value, source, is_answered(message.key))
                     await publish(outcome, message.key, message.partition)
-                    await runtime.pipeline.settle(outcome)
             except asyncio.CancelledError:
                 if runtime.accepting:
                     raise

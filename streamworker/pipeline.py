@@ -230,14 +230,14 @@ class Pipeline:
             attempt=attempt,
         )
 
-    async def settle(self, outcome: Outcome) -> None:
-        """Before the event is acknowledged: let its audit records become durable (bounded,
-        skipped during a database outage), so a crash after the commit loses no audit."""
-        sid = outcome.result.submission_id if outcome.result is not None else None
-        if sid is not None:
-            await self.audit.settle(sid)
+    async def settle(self, result: ResultEvent) -> None:
+        """Before the result is published: let its audit records become durable (bounded,
+        skipped during a database outage). Once published, the result can commit with an
+        earlier event's offset, so a crash then must find the audit already written."""
+        await self.audit.settle(result.submission_id)
 
-    def record_published(self, result: ResultEvent) -> None:
-        """After publication: the result becomes the audit log's `finished`/`invalid` event."""
+    def record_result(self, result: ResultEvent) -> None:
+        """The result becomes the audit log's `finished`/`invalid` event, before publication:
+        a crash in between leaves a logged result that a redelivery republishes."""
         metrics.SUBMISSIONS.labels(result.language or "unknown", result.status.value).inc()
         self.audit.submit(result_record(result))

@@ -70,13 +70,13 @@ async def test_sigterm_past_the_grace_period_kills_the_run_and_it_is_redelivered
     tag = f"sg{uuid.uuid4().hex[:8]}"
     worker = start_worker(database_url=url, prefix=tag, STREAMWORKER_SHUTDOWN_GRACE_S="1")
     sid = f"sg-{tag}-long"
-    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(sid, 8))])
+    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(sid, 4))])
     await wait_container(sid)
 
     started = time.monotonic()
     worker.process.send_signal(signal.SIGTERM)
     assert worker.process.wait(timeout=60) == 0, worker.log()
-    assert time.monotonic() - started < 8, "the run should be killed at the grace period"
+    assert time.monotonic() - started < 4, "the run should be killed at the grace period"
     assert await wait_gone(sid) == [], "the killed run's container must be removed"
     assert await wait_for_count(kafka_bootstrap, worker.topics["results"], {sid}, 3) == {}
 

@@ -178,7 +178,7 @@ def test_observe_verdict() -> None:
 
     lang = "unit-test-lang"
     metrics.observe_verdict(lang, verdict, 1.25)
-    # Answered submissions are counted at publication (Pipeline.record_published), not here.
+    # Answered submissions are counted by Pipeline.record_result, not here.
     assert (
         value("streamworker_submissions_total", {"language": lang, "status": "wrong_answer"}) == 0
     )

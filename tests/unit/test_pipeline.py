@@ -244,7 +244,7 @@ class TestJudged:
         assert outcome.result is not None
         # Judging alone counts nothing: a result is "answered" once it is published.
         assert metric("streamworker_submissions_total", labels) == before
-        pipeline.record_published(outcome.result)
+        pipeline.record_result(outcome.result)
         assert metric("streamworker_submissions_total", labels) == before + 1
         assert metric("streamworker_runs_in_flight") == 0
 
@@ -266,7 +266,7 @@ class TestJudged:
         outcome = await handle(pipeline, value)
         assert outcome.result is not None
         assert metric("streamworker_submissions_total", labels) == before
-        pipeline.record_published(outcome.result)
+        pipeline.record_result(outcome.result)
         assert metric("streamworker_submissions_total", labels) == before + 1
 
     async def test_metrics_count_internal_errors_when_published(
@@ -280,7 +280,7 @@ class TestJudged:
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
         assert metric("streamworker_submissions_total", labels) == before
-        pipeline.record_published(outcome.result)
+        pipeline.record_result(outcome.result)
         assert metric("streamworker_submissions_total", labels) == before + 1
 
 
@@ -354,12 +354,12 @@ class TestAudit:
             assert needle not in blob
         assert audit.records[0].payload["has_expected_output"] is True
 
-    async def test_record_published_reuses_the_result_event_id(
+    async def test_record_result_reuses_the_result_event_id(
         self, pipeline: Pipeline, audit: Any
     ) -> None:
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
-        pipeline.record_published(outcome.result)
+        pipeline.record_result(outcome.result)
         record = audit.records[-1]
         assert record.kind is AuditKind.FINISHED
         assert record.event_id == outcome.result.event_id
@@ -368,28 +368,28 @@ class TestAudit:
         assert record.attempt == outcome.result.attempt
         assert audit.kinds() == ["received", "started", "finished"]
 
-    async def test_record_published_for_an_invalid_result(
+    async def test_record_result_for_an_invalid_result(
         self, pipeline: Pipeline, audit: Any
     ) -> None:
         outcome = await handle(pipeline, event(language=None))
         assert outcome.result is not None
-        pipeline.record_published(outcome.result)
+        pipeline.record_result(outcome.result)
         (record,) = audit.records
         assert record.kind is AuditKind.INVALID
         assert record.event_id == outcome.result.event_id
         assert record.submission_id == "sub-1"
         assert record.payload == outcome.result.to_dict()
 
-    async def test_record_published_for_an_unknown_language(
+    async def test_record_result_for_an_unknown_language(
         self, pipeline: Pipeline, audit: Any
     ) -> None:
         outcome = await handle(pipeline, event(language="no-such-language"))
         assert outcome.result is not None
-        pipeline.record_published(outcome.result)
+        pipeline.record_result(outcome.result)
         assert audit.kinds() == ["received", "invalid"]
         assert audit.records[-1].event_id == outcome.result.event_id
 
-    async def test_record_published_for_an_internal_error(
+    async def test_record_result_for_an_internal_error(
         self, settings: Settings, audit: Any, fakes: Any
     ) -> None:
         pipeline = Pipeline(
@@ -397,7 +397,7 @@ class TestAudit:
         )
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
-        pipeline.record_published(outcome.result)
+        pipeline.record_result(outcome.result)
         assert audit.kinds() == ["received", "started", "finished"]
         assert audit.records[-1].event_id == outcome.result.event_id
         assert audit.records[-1].payload["status"] == "internal_error"
