@@ -14,6 +14,7 @@ import pytest
 from streamworker.sandbox import protocol
 from streamworker.sandbox.helper import build_helper
 from streamworker.sandbox.protocol import HelperLimits, RawRun
+from tests.conftest import need
 
 pytestmark = [pytest.mark.integration]
 
@@ -51,8 +52,9 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip("no C compiler to build the helper")
+    need(
+        "a C compiler (cc/gcc) to build the helper", bool(shutil.which("cc") or shutil.which("gcc"))
+    )
     workdir = tmp_path / "work"
     workdir.mkdir()
     helper = Served(build_helper(tmp_path / "helper"), workdir)

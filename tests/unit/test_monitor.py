@@ -195,7 +195,7 @@ class FakeDocker:
         return self.daemon.images
 
     async def close(self) -> None:
-        pass
+        """Nothing to release: the fake holds no connection."""
 
 
 ENDPOINT = DockerEndpoint("unix:///x", "unix")
