@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -256,14 +257,38 @@ def max_budget_s(settings: Settings) -> float:
 
 
 _background: set[asyncio.Task[Any]] = set()
+REMOVAL_WAIT_S = 15.0
 
 
 async def _remove(container: aiodocker.containers.DockerContainer) -> None:
+    """Remove and return once it is gone: a 409 means another removal is in progress,
+    which is not done until the container no longer inspects."""
     try:
         await container.delete(force=True, v=True)
-    except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError) as exc:
-        if not (isinstance(exc, aiodocker.DockerError) and exc.status in (404, 409)):
+    except aiodocker.DockerError as exc:
+        if exc.status == 404:
+            return
+        if exc.status != 409:
             log.warning("removing pooled container %s failed: %s", container.id[:12], exc)
+            return
+        await _wait_gone(container)
+    except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+        log.warning("removing pooled container %s failed: %s", container.id[:12], exc)
+
+
+async def _wait_gone(
+    container: aiodocker.containers.DockerContainer, timeout_s: float = REMOVAL_WAIT_S
+) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while True:
+                try:
+                    await container.show()
+                except aiodocker.DockerError as exc:
+                    if exc.status == 404:
+                        return
+                await asyncio.sleep(0.1)
+    log.warning("pooled container %s still not removed after %.0f s", container.id[:12], timeout_s)
 
 
 async def remove_pooled(pooled: PooledContainer) -> None:
@@ -342,3 +367,32 @@ class PoolManager:
     async def stop(self) -> None:
         await asyncio.gather(*(p.drain() for p in self.pools.values()))
         await wait_removals()
+        await self.sweep()
+
+    async def sweep(self) -> int:
+        """Remove this worker's never-taken pool containers that drain did not know of.
+
+        A create cancelled mid-request can leave a container the daemon made but whose id
+        never came back; a removal can fail under load. Taken containers carry the
+        submission's name by now and are left to their runs.
+        """
+        filters = {
+            "label": [
+                f"{LABEL_PREFIX}.worker-id={self.settings.worker_id}",
+                f"{LABEL_PREFIX}.pool",
+            ]
+        }
+        try:
+            found = await self.docker.containers.list(all=True, filters=json.dumps(filters))
+        except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError) as exc:
+            log.warning("listing pool containers failed: %s", exc)
+            return 0
+        left = [
+            c
+            for c in found
+            if any(
+                n.lstrip("/").startswith(POOL_NAME_PREFIX) for n in c._container.get("Names", [])
+            )
+        ]
+        await asyncio.gather(*(_remove(c) for c in left))
+        return len(left)

@@ -17,6 +17,7 @@ from streamworker.languages.registry import get_language
 from streamworker.sandbox.connection import connect, resolve_endpoint
 from streamworker.sandbox.executor import DockerSandbox
 from streamworker.sandbox.pool import PoolManager
+from streamworker.sandbox.reaper import POOL_NAME_PREFIX
 from streamworker.sandbox.spec import LABEL_PREFIX, container_name
 from streamworker.settings import load_settings
 from tests.conftest import image_env
@@ -113,6 +114,22 @@ async def test_taken_container_gets_the_deterministic_name(harness: Harness) -> 
 
 async def test_drain_removes_every_idle_container(harness: Harness) -> None:
     assert len(await harness.containers()) >= 2
+    await harness.pools.stop()
+    assert await harness.containers() == []
+
+
+async def test_stop_sweeps_a_pool_container_drain_never_knew(harness: Harness) -> None:
+    """A create cancelled mid-request leaves a container whose id never came back."""
+    pool = harness.pools.pools["python"]
+    labels = {
+        f"{LABEL_PREFIX}.service": "streamworker",
+        f"{LABEL_PREFIX}.pool": "python",
+        f"{LABEL_PREFIX}.worker-id": harness.settings.worker_id,
+    }
+    name = f"{POOL_NAME_PREFIX}python-lost{uuid.uuid4().hex[:8]}"
+    await harness.docker.containers.create(
+        {"Image": pool.image, "Cmd": ["true"], "Labels": labels}, name=name
+    )
     await harness.pools.stop()
     assert await harness.containers() == []
 

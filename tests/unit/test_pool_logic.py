@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import aiodocker
 import pytest
 
 from streamworker.languages.registry import get_language
 from streamworker.sandbox.budget import MemoryBudget
-from streamworker.sandbox.pool import fits, max_budget_s, pool_policy
+from streamworker.sandbox.pool import _remove, _wait_gone, fits, max_budget_s, pool_policy
 from streamworker.sandbox.spec import ContainerPolicy
 from streamworker.settings import Settings
 
@@ -82,3 +83,35 @@ async def test_budget_small_reservations(mb: int) -> None:
     budget = MemoryBudget(total_mb=512)
     async with budget.reserve(mb), budget.reserve(mb):
         assert budget.used_mb == 2 * mb
+
+
+class _RemovingContainer:
+    """A container another removal is already deleting: gone after a few inspections."""
+
+    id = "c0ffee" * 10
+
+    def __init__(self, inspections_left: int) -> None:
+        self.inspections_left = inspections_left
+        self.deletes = 0
+
+    async def delete(self, **_: object) -> None:
+        self.deletes += 1
+        raise aiodocker.DockerError(409, "removal already in progress")
+
+    async def show(self) -> dict[str, object]:
+        if self.inspections_left == 0:
+            raise aiodocker.DockerError(404, "no such container")
+        self.inspections_left -= 1
+        return {"State": {"Status": "removing"}}
+
+
+async def test_removal_in_progress_is_waited_out_until_gone() -> None:
+    container = _RemovingContainer(inspections_left=3)
+    await _remove(container)  # type: ignore[arg-type]
+    assert container.inspections_left == 0 and container.deletes == 1
+
+
+async def test_removal_wait_is_bounded() -> None:
+    container = _RemovingContainer(inspections_left=10_000)
+    await asyncio.wait_for(_wait_gone(container, timeout_s=0.3), 2.0)  # type: ignore[arg-type]
+    assert container.inspections_left > 0
