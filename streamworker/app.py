@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 
 from streamworker import metrics
 from streamworker.acks import InOrderAcks
+from streamworker.commits import CommitSoon
 from streamworker.faust_sensor import PrometheusSensor
 from streamworker.health import consumer_state
 from streamworker.marks import OwnMarks
@@ -107,6 +108,7 @@ def create_app(
     own_marks = OwnMarks()
 
     acks: InOrderAcks[tuple[Any, Any]] = InOrderAcks()
+    commit_soon = CommitSoon(lambda: app.consumer.commit(), settings.commit_after_ack_s)
 
     @app.on_partitions_assigned.connect
     async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -217,6 +219,7 @@ def create_app(
                 continue  # the drain cancelled this run: leave it unacknowledged
             for stream, done in acks.finish(message.partition, message.offset, (manual, event)):
                 await stream.ack(done)
+                commit_soon.request()
 
     async def start_runtime() -> None:
         await runtime.start()
@@ -225,6 +228,7 @@ def create_app(
 
     @app.on_before_shutdown.connect
     async def stop_runtime(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await commit_soon.stop()  # Faust commits once more on its way out
         await runtime.stop()
 
     @app.page("/health")

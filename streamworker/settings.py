@@ -119,6 +119,10 @@ class Settings:
     pool_idle_shrink_s: float = 60.0
     pool_check_interval_s: float = 10.0
     commit_interval_s: float = 0.5
+    commit_after_ack_s: float = 0.01
+    """Commit this long after an acknowledgement (coalescing a burst); < 0: only on the
+    interval. With exactly_once a result is visible to read_committed consumers only
+    after its transaction commits."""
     session_timeout_s: float = 10.0
     shutdown_grace_s: float = 20.0
 
@@ -278,6 +282,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "STREAMWORKER_POOL_IDLE_SHRINK_S", Settings.pool_idle_shrink_s
         ),
         commit_interval_s=_float(env, "STREAMWORKER_COMMIT_INTERVAL_S", Settings.commit_interval_s),
+        commit_after_ack_s=_float(
+            env, "STREAMWORKER_COMMIT_AFTER_ACK_S", Settings.commit_after_ack_s
+        ),
         session_timeout_s=_float(env, "STREAMWORKER_SESSION_TIMEOUT_S", Settings.session_timeout_s),
         shutdown_grace_s=_float(env, "STREAMWORKER_SHUTDOWN_GRACE_S", Settings.shutdown_grace_s),
         health_interval_s=_float(env, "STREAMWORKER_HEALTH_INTERVAL_S", Settings.health_interval_s),

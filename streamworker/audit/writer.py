@@ -1,7 +1,8 @@
 """Audit writes off the critical path: queued, written in order, retried through outages.
 
 Policy: result publication never waits for the database. Records queue in memory and a
-single background task appends them in order; when the database is down it retries
+single background task appends them in order, in batches (one transaction for whatever
+queued meanwhile); when the database is down it retries
 with capped exponential backoff and catches up when it returns. Appends are idempotent
 (unique event ids), so a retry after an unknown outcome duplicates nothing. Records
 still queued when the process dies are recoverable from the results topic (`replay`).
@@ -29,9 +30,14 @@ class AuditWriter:
     """Accepts records synchronously; a background task writes them."""
 
     def __init__(
-        self, store: AuditStore, max_backoff_s: float = 5.0, lookup_timeout_s: float = 2.0
+        self,
+        store: AuditStore,
+        max_backoff_s: float = 5.0,
+        lookup_timeout_s: float = 2.0,
+        max_batch: int = 200,
     ) -> None:
         self.store = store
+        self.max_batch = max_batch
         self.max_backoff_s = max_backoff_s
         self.lookup_timeout_s = lookup_timeout_s
         self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue()
@@ -106,16 +112,20 @@ class AuditWriter:
 
     async def _run(self) -> None:
         while True:
-            record = await self._queue.get()
+            batch = [await self._queue.get()]
+            # Whatever queued meanwhile goes in the same transaction: under load one
+            # commit serves many records instead of one each.
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             backoff = 0.1
             while True:
                 try:
-                    await self.store.append(record)
+                    await self.store.append_many(batch)
                     self.last_error = None
                     break
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # any DB failure: keep the record, retry
+                except Exception as exc:  # any DB failure: keep the records, retry
                     metrics.AUDIT_FAILURES.inc()
                     if self.last_error is None:
                         log.warning("audit write failed, will retry: %s", exc)
@@ -123,11 +133,12 @@ class AuditWriter:
                     await self._notify()
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, self.max_backoff_s)
-            pending = self._pending.get(record.submission_id)
-            if pending:
-                pending.remove(record)
-                if not pending:
-                    del self._pending[record.submission_id]
-            self._queue.task_done()
+            for record in batch:
+                pending = self._pending.get(record.submission_id)
+                if pending:
+                    pending.remove(record)
+                    if not pending:
+                        del self._pending[record.submission_id]
+                self._queue.task_done()
             metrics.AUDIT_LAG.set(self._queue.qsize())
             await self._notify()

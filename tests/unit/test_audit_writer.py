@@ -15,12 +15,15 @@ class FakeStore:
         self.delay_s = delay_s
         self.down = False
         self.appended: list[Any] = []
+        self.batches: list[int] = []
 
-    async def append(self, record: Any) -> None:
+    async def append_many(self, records: list[Any]) -> list[bool]:
         await asyncio.sleep(self.delay_s)
         if self.down:
             raise ConnectionError("database down")
-        self.appended.append(record)
+        self.appended.extend(records)
+        self.batches.append(len(records))
+        return [True] * len(records)
 
     async def events(self, submission_id: str) -> list[Any]:
         return [r for r in self.appended if r.submission_id == submission_id]
@@ -69,3 +72,17 @@ async def test_settle_does_not_wait_through_an_outage() -> None:
 async def test_settle_of_an_unknown_submission_is_immediate() -> None:
     writer = AuditWriter(FakeStore())  # type: ignore[arg-type]
     assert await writer.settle("nothing-queued", timeout_s=0.1) is True
+
+
+async def test_records_queued_during_a_write_go_in_one_batch() -> None:
+    store = FakeStore(delay_s=0.05)
+    writer = AuditWriter(store, max_batch=3)  # type: ignore[arg-type]
+    writer.start()
+    writer.submit(Rec("first"))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)  # the writer is inside the first append now
+    for sid in ("a", "b", "c", "d"):
+        writer.submit(Rec(sid))  # type: ignore[arg-type]
+    assert await writer.drain(timeout_s=2.0) is True
+    assert store.batches == [1, 3, 1]
+    assert [r.submission_id for r in store.appended] == ["first", "a", "b", "c", "d"]
+    await writer.stop()
