@@ -206,12 +206,6 @@ async def test_kafka_broker_restart_during_200_submissions(
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.xfail(
-    strict=False,
-    reason="being verified: results are now exactly 1,000 with 0 duplicates in the runs "
-    "seen; the audit was once 999/1,000 (fixed since by writing the audit before "
-    "publishing) and needs repeated passes before this mark goes",
-)
 async def test_1000_submissions_through_2_workers_one_killed_halfway(
     start_worker: Any, kafka_bootstrap: str, pg_url: str
 ) -> None:
