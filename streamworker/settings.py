@@ -119,10 +119,10 @@ class Settings:
     pool_idle_shrink_s: float = 60.0
     pool_check_interval_s: float = 10.0
     commit_interval_s: float = 0.5
-    commit_after_ack_s: float = 0.01
-    """Commit this long after an acknowledgement (coalescing a burst); < 0: only on the
-    interval. With exactly_once a result is visible to read_committed consumers only
-    after its transaction commits."""
+    commit_after_ack_s: float = 0.0
+    """Commit this long after an acknowledgement (acks during a commit join the next);
+    < 0: only on the interval. With exactly_once a result is visible to read_committed
+    consumers only after its transaction commits."""
     session_timeout_s: float = 10.0
     shutdown_grace_s: float = 20.0
 
@@ -151,7 +151,7 @@ def _int(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> in
     return value
 
 
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
+def _float(env: Mapping[str, str], key: str, default: float, positive: bool = True) -> float:
     raw = _get(env, key)
     if raw is None:
         return default
@@ -161,7 +161,7 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
         raise ConfigError(key, f"expected a number, got {raw!r}") from exc
     if not math.isfinite(value):
         raise ConfigError(key, f"must be a finite number, got {raw!r}")
-    if value <= 0:
+    if positive and value <= 0:
         raise ConfigError(key, f"must be positive, got {value}")
     return value
 
@@ -283,7 +283,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         commit_interval_s=_float(env, "STREAMWORKER_COMMIT_INTERVAL_S", Settings.commit_interval_s),
         commit_after_ack_s=_float(
-            env, "STREAMWORKER_COMMIT_AFTER_ACK_S", Settings.commit_after_ack_s
+            env, "STREAMWORKER_COMMIT_AFTER_ACK_S", Settings.commit_after_ack_s, positive=False
         ),
         session_timeout_s=_float(env, "STREAMWORKER_SESSION_TIMEOUT_S", Settings.session_timeout_s),
         shutdown_grace_s=_float(env, "STREAMWORKER_SHUTDOWN_GRACE_S", Settings.shutdown_grace_s),

@@ -161,6 +161,7 @@ async def run_e2e(
         "concurrency": worker_settings.concurrency,
         "processing_guarantee": worker_settings.processing_guarantee,
         "commit_interval_s": worker_settings.commit_interval_s,
+        "commit_after_ack_s": worker_settings.commit_after_ack_s,
         "pool_languages": list(worker_settings.pool_languages),
         "pool_min_size": worker_settings.pool_min_size,
         "pool_max_size": worker_settings.pool_max_size,

@@ -169,6 +169,11 @@ class TestOverrides:
         settings = load_settings({"STREAMWORKER_DEFAULT_MEMORY_MB": str(MAX_LIMITS.memory_mb)})
         assert settings.default_limits.memory_mb == settings.max_limits.memory_mb
 
+    @pytest.mark.parametrize(("raw", "value"), [("0", 0.0), ("-1", -1.0), ("0.02", 0.02)])
+    def test_commit_after_ack_accepts_zero_and_off(self, raw: str, value: float) -> None:
+        settings = load_settings({"STREAMWORKER_COMMIT_AFTER_ACK_S": raw})
+        assert settings.commit_after_ack_s == value
+
     def test_concurrency_and_partitions_are_at_least_one(self) -> None:
         settings = load_settings(
             {"STREAMWORKER_CONCURRENCY": "0", "STREAMWORKER_TOPIC_PARTITIONS": "0"}
