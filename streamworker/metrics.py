@@ -108,8 +108,15 @@ POOL_HITS = Counter(
 )
 POOL_MISSES = Counter(
     "streamworker_pool_misses",
-    "Submissions that found no warm container and ran cold.",
+    "Submissions that found no warm container ready (they wait for one, then run cold).",
     ["language"],
+    registry=REGISTRY,
+)
+POOL_WAIT_SECONDS = Histogram(
+    "streamworker_pool_wait_duration_seconds",
+    "How long a miss waited for the pool; outcome served or cold (gave up, ran cold).",
+    ["language", "outcome"],
+    buckets=_DURATION_BUCKETS,
     registry=REGISTRY,
 )
 POOL_REFILL_SECONDS = Histogram(

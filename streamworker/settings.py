@@ -118,6 +118,9 @@ class Settings:
     pool_max_idle_s: float = 300.0
     pool_idle_shrink_s: float = 60.0
     pool_check_interval_s: float = 10.0
+    pool_wait_s: float = 2.0
+    """On a miss, wait this long for the pool's next container before running cold: the
+    pool is then the only creator, so a burst creates no container twice over."""
     commit_interval_s: float = 0.5
     commit_after_ack_s: float = 0.0
     """Commit this long after an acknowledgement (acks during a commit join the next);
@@ -278,6 +281,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pool_min_size=_int(env, "STREAMWORKER_POOL_MIN_SIZE", Settings.pool_min_size),
         pool_max_size=_int(env, "STREAMWORKER_POOL_MAX_SIZE", Settings.pool_max_size),
         pool_max_idle_s=_float(env, "STREAMWORKER_POOL_MAX_IDLE_S", Settings.pool_max_idle_s),
+        pool_wait_s=_float(env, "STREAMWORKER_POOL_WAIT_S", Settings.pool_wait_s, positive=False),
         pool_idle_shrink_s=_float(
             env, "STREAMWORKER_POOL_IDLE_SHRINK_S", Settings.pool_idle_shrink_s
         ),

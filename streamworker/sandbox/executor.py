@@ -119,7 +119,7 @@ class DockerSandbox:
             await remove_submission_containers(self.docker, submission_id)
             for earlier in range(1, attempt):
                 await remove_by_name(self.docker, container_name(submission_id, earlier))
-        pooled = self.pools.take(language, policy) if self.pools is not None else None
+        pooled = await self.pools.acquire(language, policy) if self.pools is not None else None
         if pooled is not None:
             async with warm_session(self.docker, pooled, policy, name) as session:
                 yield session

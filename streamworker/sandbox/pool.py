@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -46,6 +47,7 @@ from streamworker.sandbox.spec import (
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
+IMAGE_CHECK_MIN_S = 1.0
 
 
 @dataclass
@@ -111,10 +113,13 @@ class LanguagePool:
         self.max_idle_s = settings.pool_max_idle_s
         self.policy = pool_policy(language, settings)
         self._ready: deque[PooledContainer] = deque()
+        self._waiters: deque[asyncio.Future[PooledContainer | None]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_take = time.monotonic()
         self._image_id: str | None = None
+        self._image_checked = -math.inf
+        self._failure: BaseException | None = None
         self.created = 0
 
     @property
@@ -142,6 +147,56 @@ class LanguagePool:
         self._changed()
         return None
 
+    async def acquire(self, wait_s: float) -> PooledContainer | None:
+        """A ready container, else the next one the pool makes if it comes within
+        `wait_s`; None means run cold. Waiting instead of creating a second container
+        next to the pool's keeps a burst from paying for every container twice."""
+        pooled = self.take()
+        if pooled is not None or wait_s <= 0 or self._task is None:
+            return pooled
+        began = time.monotonic()
+        fut: asyncio.Future[PooledContainer | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._changed()
+        try:
+            async with asyncio.timeout(wait_s):
+                pooled = await fut
+        except TimeoutError:
+            pooled = _claimed(fut)
+        except asyncio.CancelledError:
+            claimed = _claimed(fut)
+            if claimed is not None:
+                self._discard(claimed)
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(fut)
+        outcome = "served" if pooled is not None else "cold"
+        metrics.POOL_WAIT_SECONDS.labels(self.language.id, outcome).observe(
+            time.monotonic() - began
+        )
+        return pooled
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for f in self._waiters if not f.done())
+
+    def _hand_over(self, pooled: PooledContainer) -> bool:
+        """Give a new container to the longest-waiting run, if any still waits."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(pooled)
+                return True
+        return False
+
+    def _release_waiters(self) -> None:
+        """Nothing more will come (drain): let every waiter run cold now."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
     def _changed(self) -> None:
         metrics.POOL_SIZE.labels(self.language.id).set(len(self._ready))
         self._wake.set()
@@ -158,33 +213,61 @@ class LanguagePool:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        self._release_waiters()
         while self._ready:
             await remove_pooled(self._ready.popleft())
         self._changed()
 
     async def _refill_forever(self) -> None:
-        while True:
-            try:
-                await self._check_image()
-                self._recycle_old()
-                self._shrink_when_idle()
-                while (missing := self.target - len(self._ready)) > 0:
-                    # Two at a time: enough to keep up with a burst, not enough to thrash.
-                    await asyncio.gather(*(self._add() for _ in range(min(2, missing))))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Docker down or image missing: retry later
-                log.warning("pool %s refill failed: %s", self.language.id, exc)
-                await asyncio.sleep(2.0)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.pool_check_interval_s):
-                    await self._wake.wait()
+        """Keep `target` containers ready plus one per waiting run, creating a few at a
+        time as a pipeline: a new create starts as soon as one finishes."""
+        creating: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            creating.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                self._failure = task.exception()
+            self._wake.set()
+
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    if self._failure is not None:
+                        failure, self._failure = self._failure, None
+                        raise failure
+                    await self._check_image()
+                    self._recycle_old()
+                    self._shrink_when_idle()
+                    missing = self.target + self.waiting - len(self._ready) - len(creating)
+                    # Two at a time (up to four while runs wait): enough to keep up with
+                    # a burst, not enough to thrash.
+                    parallel = max(2, min(4, self.waiting))
+                    while missing > 0 and len(creating) < parallel:
+                        task = asyncio.create_task(self._add())
+                        creating.add(task)
+                        task.add_done_callback(finished)
+                        missing -= 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Docker down or image missing: retry later
+                    log.warning("pool %s refill failed: %s", self.language.id, exc)
+                    await asyncio.sleep(2.0)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.pool_check_interval_s):
+                        await self._wake.wait()
+        finally:
+            for task in list(creating):
+                task.cancel()
+            await asyncio.gather(*creating, return_exceptions=True)
 
     async def _add(self) -> None:
         began = time.monotonic()
-        self._ready.append(await self._create())
+        pooled = await self._create()
         metrics.POOL_REFILL_SECONDS.labels(self.language.id).observe(time.monotonic() - began)
+        if not self._hand_over(pooled):
+            self._ready.append(pooled)
         self._changed()
 
     def _recycle_old(self) -> None:
@@ -204,14 +287,23 @@ class LanguagePool:
             self._discard(self._ready.pop())
 
     async def _check_image(self) -> None:
-        """A rebuilt image means the pool's containers are stale: drain them."""
+        """A rebuilt image means the pool's containers are stale: drain them. (At most
+        once a second: the loop wakes on every take.)"""
+        if time.monotonic() - self._image_checked < IMAGE_CHECK_MIN_S:
+            return
         info = await self.docker.images.inspect(self.image)
+        self._image_checked = time.monotonic()
         image_id = str(info["Id"])
         if self._image_id is not None and image_id != self._image_id:
             log.info("image %s changed; draining the %s pool", self.image, self.language.id)
-            while self._ready:
-                self._discard(self._ready.popleft())
         self._image_id = image_id
+        # By container, not by event: one created while the tag moved is stale as well.
+        stale = [p for p in self._ready if p.image_id != image_id]
+        for pooled in stale:
+            self._ready.remove(pooled)
+            self._discard(pooled)
+        if stale:
+            self._changed()
 
     def _discard(self, pooled: PooledContainer) -> None:
         remove_later(pooled)
@@ -248,6 +340,14 @@ class LanguagePool:
         return PooledContainer(
             container, stream, str(info.get("Image", "")), self.policy, time.monotonic()
         )
+
+
+def _claimed(fut: asyncio.Future[PooledContainer | None]) -> PooledContainer | None:
+    """The container handed to a waiter that stopped waiting at the same moment."""
+    if fut.done() and not fut.cancelled():
+        return fut.result()
+    fut.cancel()
+    return None
 
 
 def max_budget_s(settings: Settings) -> float:
@@ -352,13 +452,14 @@ class PoolManager:
             while any(p.size < p.target for p in self.pools.values()):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)  # polling is fine here: a one-off wait
 
-    def take(self, language: Language, policy: ContainerPolicy) -> PooledContainer | None:
+    async def acquire(self, language: Language, policy: ContainerPolicy) -> PooledContainer | None:
+        """A warm container for a run with `policy`, or None: run cold."""
         if self.settings.pool_max_size == 0:
             return None
         pool = self._pool(language, 0)
         if not fits(policy, pool.policy):
             return None
-        return pool.take()
+        return await pool.acquire(self.settings.pool_wait_s)
 
     def discard_all(self) -> None:
         for pool in self.pools.values():

@@ -23,8 +23,8 @@ BENIGN = "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))\n"
 class WarmOnlyPools(PoolManager):
     """Pools for tests of the warm path: a miss is a test failure, not a silent cold run."""
 
-    def take(self, language: Language, policy: ContainerPolicy) -> PooledContainer | None:
-        pooled = super().take(language, policy)
+    async def acquire(self, language: Language, policy: ContainerPolicy) -> PooledContainer | None:
+        pooled = await super().acquire(language, policy)
         assert pooled is not None or not fits(policy, self.pools[language.id].policy), (
             f"warm pool miss for {language.id}: the test would have run cold"
         )

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiodocker
 import pytest
 
 from streamworker.languages.registry import get_language
 from streamworker.sandbox.budget import MemoryBudget
-from streamworker.sandbox.pool import _remove, _wait_gone, fits, max_budget_s, pool_policy
+from streamworker.sandbox.pool import (
+    LanguagePool,
+    PooledContainer,
+    _remove,
+    _wait_gone,
+    fits,
+    max_budget_s,
+    pool_policy,
+)
 from streamworker.sandbox.spec import ContainerPolicy
 from streamworker.settings import Settings
 
@@ -115,3 +124,141 @@ async def test_removal_wait_is_bounded() -> None:
     container = _RemovingContainer(inspections_left=10_000)
     await asyncio.wait_for(_wait_gone(container, timeout_s=0.3), 2.0)  # type: ignore[arg-type]
     assert container.inspections_left > 0
+
+
+class _Closable:
+    id = "fake"
+
+    async def close(self) -> None:
+        return None
+
+    async def delete(self, **_: object) -> None:
+        return None
+
+
+class _FakeImages:
+    def __init__(self) -> None:
+        self.current = "sha256:one"
+
+    async def inspect(self, _ref: str) -> dict[str, str]:
+        return {"Id": self.current}
+
+
+class _FakeDocker:
+    def __init__(self) -> None:
+        self.images = _FakeImages()
+
+
+class _FakePool(LanguagePool):
+    """A pool whose containers appear when the test releases them (no Docker)."""
+
+    def __init__(self, min_size: int = 0, max_size: int = 4) -> None:
+        settings = Settings(pool_check_interval_s=60.0)
+        docker = _FakeDocker()
+        super().__init__(docker, settings, get_language("python"), "img", min_size, max_size)  # type: ignore[arg-type]
+        self.fake_docker = docker
+        self.release = asyncio.Semaphore(0)
+        self.discarded: list[object] = []
+        self.made = 0
+
+    async def _create(self) -> PooledContainer:
+        await self.release.acquire()
+        self.made += 1
+        fake = _Closable()
+        image_id = self.fake_docker.images.current
+        return PooledContainer(fake, fake, image_id, self.policy, time.monotonic())  # type: ignore[arg-type]
+
+    def _discard(self, pooled: PooledContainer) -> None:
+        self.discarded.append(pooled)
+
+
+async def test_a_miss_is_served_by_the_next_container_the_pool_makes() -> None:
+    pool = _FakePool()
+    pool.start()
+    waiting = asyncio.create_task(pool.acquire(wait_s=5.0))
+    await asyncio.sleep(0.01)
+    assert pool.waiting == 1 and not waiting.done()
+    pool.release.release()
+    pooled = await asyncio.wait_for(waiting, 1.0)
+    assert pooled is not None and pool.made == 1
+    assert pool.size == 0, "the waiter's container must not also be ready"
+    await pool.drain()
+
+
+async def test_a_miss_runs_cold_when_the_pool_is_too_slow() -> None:
+    pool = _FakePool()
+    pool.start()
+    assert await pool.acquire(wait_s=0.05) is None
+    assert pool.waiting == 0
+    pool.release.release()  # the late container is kept for the next run, not lost
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if pool.size:
+            break
+    assert pool.size == 1 and pool.discarded == []
+    await pool.drain()
+
+
+async def test_a_cancelled_waiter_loses_no_container() -> None:
+    pool = _FakePool()
+    pool.start()
+    waiting = asyncio.create_task(pool.acquire(wait_s=5.0))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    pool.release.release()
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if pool.size:
+            break
+    assert pool.size == 1, "a container made for a waiter that left goes to the ready queue"
+    await pool.drain()
+
+
+async def test_drain_lets_waiters_run_cold_at_once() -> None:
+    pool = _FakePool()
+    pool.start()
+    waiting = asyncio.create_task(pool.acquire(wait_s=30.0))
+    await asyncio.sleep(0.01)
+    drained = asyncio.create_task(pool.drain())
+    assert await asyncio.wait_for(waiting, 1.0) is None
+    await drained
+
+
+async def test_waiters_each_get_their_own_container() -> None:
+    pool = _FakePool(max_size=8)
+    pool.start()
+    waiters = [asyncio.create_task(pool.acquire(wait_s=5.0)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    for _ in range(3):
+        pool.release.release()
+    got = await asyncio.wait_for(asyncio.gather(*waiters), 1.0)
+    assert all(g is not None for g in got)
+    assert len({id(g) for g in got}) == 3
+    await pool.drain()
+
+
+async def test_an_image_change_replaces_the_ready_containers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("streamworker.sandbox.pool.IMAGE_CHECK_MIN_S", 0.0)
+    pool = _FakePool(min_size=2)
+    for _ in range(4):
+        pool.release.release()
+    pool.start()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if pool.size == 2:
+            break
+    old = list(pool._ready)
+    assert pool.discarded == [] and len(old) == 2
+    pool.fake_docker.images.current = "sha256:two"  # `images build` moved the tag
+    pool._changed()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if pool.size == 2 and pool.made == 4:
+            break
+    assert pool.discarded == old
+    assert {p.image_id for p in pool._ready} == {"sha256:two"}
+    await pool.drain()
