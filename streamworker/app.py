@@ -108,7 +108,16 @@ def create_app(
     own_marks = OwnMarks()
 
     acks: InOrderAcks[tuple[Any, Any]] = InOrderAcks()
-    commit_soon = CommitSoon(lambda: app.consumer.commit(), settings.commit_after_ack_s)
+
+    async def commit_between_rebalances() -> None:
+        # While partitions move, Faust waits for the in-flight events, commits and ends
+        # their transactions itself; a commit of ours racing that could hold its commit
+        # lock or touch a producer Faust is stopping. Acks made meanwhile are committed
+        # by Faust's own rebalance commit or the next one after it.
+        if not app.rebalancing:
+            await app.consumer.commit()
+
+    commit_soon = CommitSoon(commit_between_rebalances, settings.commit_after_ack_s)
 
     @app.on_partitions_assigned.connect
     async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ container whose main process is `sw-run serve` (pooled containers: ~60 ms less a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -330,14 +331,48 @@ async def open_session(
         raise DockerUnavailable(f"Docker connection lost: {exc}") from exc
     finally:
         # Shielded: a cancelled run must still not leave its container behind.
-        await asyncio.shield(_remove(container))
+        await asyncio.shield(remove_container(container))
         log.debug("container %s lived %.3fs", name, time.monotonic() - started)
 
 
-async def _remove(container: aiodocker.containers.DockerContainer) -> None:
+REMOVAL_WAIT_S = 15.0
+
+
+async def remove_container(container: aiodocker.containers.DockerContainer) -> None:
+    """Remove and return once it is gone; never raises (the reaper retries later).
+
+    404: already gone. 409: another removal is in progress, which is not done until the
+    container no longer inspects, so wait for that (bounded).
+    """
     try:
         await container.delete(force=True, v=True)
-    except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError) as exc:
-        # Never let a failed removal replace the real result; the reaper retries later.
-        metrics.CONTAINER_FAILURES.labels("remove").inc()
-        log.warning("removing container %s failed: %s", str(container.id)[:12], exc)
+    except aiodocker.DockerError as exc:
+        if exc.status == 404:
+            return
+        if exc.status == 409:
+            await wait_gone(container)
+            return
+        _removal_failed(container, exc)
+    except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+        _removal_failed(container, exc)
+
+
+def _removal_failed(container: aiodocker.containers.DockerContainer, exc: Exception) -> None:
+    # Never let a failed removal replace the real result.
+    metrics.CONTAINER_FAILURES.labels("remove").inc()
+    log.warning("removing container %s failed: %s", str(container.id)[:12], exc)
+
+
+async def wait_gone(
+    container: aiodocker.containers.DockerContainer, timeout_s: float = REMOVAL_WAIT_S
+) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while True:
+                try:
+                    await container.show()
+                except aiodocker.DockerError as exc:
+                    if exc.status == 404:
+                        return
+                await asyncio.sleep(0.1)
+    log.warning("container %s still not removed after %.0f s", str(container.id)[:12], timeout_s)

@@ -34,7 +34,12 @@ from streamworker import metrics
 from streamworker.contract import iso, now_utc
 from streamworker.languages.images import image_ref
 from streamworker.languages.registry import Language, get_language
-from streamworker.sandbox.container import AttachedSession, close_stream, open_stream
+from streamworker.sandbox.container import (
+    AttachedSession,
+    close_stream,
+    open_stream,
+    remove_container,
+)
 from streamworker.sandbox.reaper import POOL_NAME_PREFIX
 from streamworker.sandbox.spec import (
     LABEL_PREFIX,
@@ -334,7 +339,7 @@ class LanguagePool:
         except BaseException:
             if stream is not None:
                 await asyncio.shield(close_stream(stream))
-            await asyncio.shield(_remove(container))
+            await asyncio.shield(remove_container(container))
             raise
         self.created += 1
         return PooledContainer(
@@ -357,44 +362,12 @@ def max_budget_s(settings: Settings) -> float:
 
 
 _background: set[asyncio.Task[Any]] = set()
-REMOVAL_WAIT_S = 15.0
-
-
-async def _remove(container: aiodocker.containers.DockerContainer) -> None:
-    """Remove and return once it is gone: a 409 means another removal is in progress,
-    which is not done until the container no longer inspects."""
-    try:
-        await container.delete(force=True, v=True)
-    except aiodocker.DockerError as exc:
-        if exc.status == 404:
-            return
-        if exc.status != 409:
-            log.warning("removing pooled container %s failed: %s", container.id[:12], exc)
-            return
-        await _wait_gone(container)
-    except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
-        log.warning("removing pooled container %s failed: %s", container.id[:12], exc)
-
-
-async def _wait_gone(
-    container: aiodocker.containers.DockerContainer, timeout_s: float = REMOVAL_WAIT_S
-) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            while True:
-                try:
-                    await container.show()
-                except aiodocker.DockerError as exc:
-                    if exc.status == 404:
-                        return
-                await asyncio.sleep(0.1)
-    log.warning("pooled container %s still not removed after %.0f s", container.id[:12], timeout_s)
 
 
 async def remove_pooled(pooled: PooledContainer) -> None:
     """Hang up its stream, then remove the container."""
     await close_stream(pooled.stream)
-    await _remove(pooled.container)
+    await remove_container(pooled.container)
 
 
 def remove_later(pooled: PooledContainer) -> None:
@@ -495,5 +468,5 @@ class PoolManager:
                 n.lstrip("/").startswith(POOL_NAME_PREFIX) for n in c._container.get("Names", [])
             )
         ]
-        await asyncio.gather(*(_remove(c) for c in left))
+        await asyncio.gather(*(remove_container(c) for c in left))
         return len(left)

@@ -10,11 +10,10 @@ import pytest
 
 from streamworker.languages.registry import get_language
 from streamworker.sandbox.budget import MemoryBudget
+from streamworker.sandbox.container import remove_container, wait_gone
 from streamworker.sandbox.pool import (
     LanguagePool,
     PooledContainer,
-    _remove,
-    _wait_gone,
     fits,
     max_budget_s,
     pool_policy,
@@ -116,13 +115,13 @@ class _RemovingContainer:
 
 async def test_removal_in_progress_is_waited_out_until_gone() -> None:
     container = _RemovingContainer(inspections_left=3)
-    await _remove(container)  # type: ignore[arg-type]
+    await remove_container(container)  # type: ignore[arg-type]
     assert container.inspections_left == 0 and container.deletes == 1
 
 
 async def test_removal_wait_is_bounded() -> None:
     container = _RemovingContainer(inspections_left=10_000)
-    await asyncio.wait_for(_wait_gone(container, timeout_s=0.3), 2.0)  # type: ignore[arg-type]
+    await asyncio.wait_for(wait_gone(container, timeout_s=0.3), 2.0)  # type: ignore[arg-type]
     assert container.inspections_left > 0
 
 
