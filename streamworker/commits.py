@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 class CommitSoon:
     """One background task that runs `commit` at most once per request window."""
 
-    def __init__(self, commit: Callable[[], Awaitable[object]], delay_s: float) -> None:
+    def __init__(
+        self, commit: Callable[[], Awaitable[object]], delay_s: float, slow_s: float = 10.0
+    ) -> None:
         self._commit = commit
         self._delay_s = delay_s
+        self._slow_s = slow_s
         self._wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[object] | None = None
@@ -47,6 +50,9 @@ class CommitSoon:
             # Shielded: stopping must not cut a transaction commit in half.
             self._inflight = asyncio.ensure_future(self._commit())
             try:
+                done, _ = await asyncio.wait({self._inflight}, timeout=self._slow_s)
+                if not done:  # say so: every later commit of the worker waits behind it
+                    log.warning("a commit has been running for %.0f s", self._slow_s)
                 await asyncio.shield(self._inflight)
                 self.commits += 1
             except asyncio.CancelledError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from streamworker.commits import CommitSoon
 
 
@@ -86,3 +88,15 @@ async def test_stop_lets_a_running_commit_finish() -> None:
     commit.release.set()
     await asyncio.wait_for(stopping, 1.0)
     assert commit.calls == 1
+
+
+async def test_a_slow_commit_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    commit = _Committer()
+    commit.release.clear()
+    soon = CommitSoon(commit, delay_s=0, slow_s=0.05)
+    soon.request()
+    await asyncio.sleep(0.15)
+    assert "a commit has been running" in caplog.text
+    commit.release.set()
+    await soon.stop()
+    assert soon.commits == 1
