@@ -98,5 +98,6 @@ async def test_a_slow_commit_is_reported(caplog: pytest.LogCaptureFixture) -> No
     await asyncio.sleep(0.15)
     assert "a commit has been running" in caplog.text
     commit.release.set()
+    await _settle()
+    assert soon.commits == 1, "a slow commit is still awaited to its end"
     await soon.stop()
-    assert soon.commits == 1
