@@ -207,7 +207,7 @@ async def test_kafka_broker_restart_during_200_submissions(
 
 @pytest.mark.xfail(
     strict=False,
-    reason="known intermittent stall (issue 4 stays open): in 1 of 9 runs on 2026-11-28 the "
+    reason="known intermittent stall (issue 4 stays open): in 1 of 10 runs on 2026-11-28 the "
     "surviving worker went silent after the rebalance that followed the kill and 877/1000 "
     "results were committed; root cause not found yet (a Kafka commit or flush that never "
     "returns is suspected, see the 'a commit has been running' warning)",
