@@ -40,7 +40,7 @@ from streamworker.sandbox.container import (
     open_stream,
     remove_container,
 )
-from streamworker.sandbox.reaper import POOL_NAME_PREFIX
+from streamworker.sandbox.reaper import POOL_NAME_PREFIX, container_name_of
 from streamworker.sandbox.spec import (
     LABEL_PREFIX,
     ContainerPolicy,
@@ -461,12 +461,6 @@ class PoolManager:
         except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError) as exc:
             log.warning("listing pool containers failed: %s", exc)
             return 0
-        left = [
-            c
-            for c in found
-            if any(
-                n.lstrip("/").startswith(POOL_NAME_PREFIX) for n in c._container.get("Names", [])
-            )
-        ]
+        left = [c for c in found if container_name_of(c._container).startswith(POOL_NAME_PREFIX)]
         await asyncio.gather(*(remove_container(c) for c in left))
         return len(left)

@@ -23,6 +23,13 @@ GONE = (404, 409)
 SERVICE_FILTER = {"label": [f"{LABEL_PREFIX}.service=streamworker"]}
 
 
+def container_name_of(summary: Mapping[str, object], fallback: str = "") -> str:
+    """The name in a `containers.list` entry, without Docker's leading slash."""
+    names = summary.get("Names")
+    first = names[0] if isinstance(names, list) and names else fallback
+    return str(first).lstrip("/")
+
+
 def is_expired(labels: Mapping[str, str], now: datetime) -> bool:
     """True when the container's deadline passed (or its label is unreadable)."""
     raw = labels.get(f"{LABEL_PREFIX}.deadline-at")
@@ -55,7 +62,7 @@ async def reap_expired(
     containers = await docker.containers.list(all=True, filters=json.dumps(SERVICE_FILTER))
     for container in containers:
         labels = container._container.get("Labels") or {}
-        name = (container._container.get("Names") or [container.id])[0].lstrip("/")
+        name = container_name_of(container._container, container.id)
         created = float(container._container.get("Created") or 0)
         if not (
             is_expired(labels, now)
