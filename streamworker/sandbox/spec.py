@@ -133,11 +133,13 @@ def container_config(
 def attached_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """`config` for a container served by `sw-run serve` over an attach stream.
 
-    Stdin stays open across runs (requests one after another). There is no init: the
-    helper is PID 1, so nothing else holds the container's stdio (an init's fds would
-    be open to a same-uid program through /proc/1/fd, letting it write into the
-    stream) and nothing inside the container can signal the helper away. It reaps
-    every orphan itself.
+    Stdin stays open across runs (requests one after another) while the worker's attach
+    lasts; `StdinOnce` closes it when that connection goes, so the helper reads EOF and
+    exits when its worker dies (a `kill -9` leaves no container serving nobody).
+    There is no init: the helper is PID 1, so nothing else holds the container's stdio
+    (an init's fds would be open to a same-uid program through /proc/1/fd, letting it
+    write into the stream) and nothing inside the container can signal the helper away.
+    It reaps every orphan itself.
     """
     attached = dict(config)
     attached.update(
@@ -147,7 +149,7 @@ def attached_config(config: Mapping[str, Any]) -> dict[str, Any]:
             "AttachStdout": True,
             "AttachStderr": True,
             "OpenStdin": True,
-            "StdinOnce": False,
+            "StdinOnce": True,
             "Tty": False,
         }
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -74,6 +75,29 @@ async def wait_rows(url: str, sids: list[str], timeout_s: float) -> dict[str, di
         if len(done) == len(sids) or asyncio.get_running_loop().time() > deadline:
             return done
         await asyncio.sleep(1.0)
+
+
+async def wait_while_progressing(
+    bootstrap: str, worker: Any, ids: set[str], timeout_s: float, stall_s: float
+) -> dict[str, int]:
+    """Counts per id once all are answered, or when nothing new came for `stall_s`.
+
+    A stalled worker is asked for a dump of its threads and asyncio tasks (SIGUSR1, Faust's
+    worker writes it to its log) so the failure names where it waits."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    seen, since = -1, loop.time()
+    while True:
+        counts = await wait_for_count(bootstrap, worker.topics["results"], ids, 1)
+        if len(counts) == len(ids) or loop.time() > deadline:
+            return counts
+        if len(counts) > seen:
+            seen, since = len(counts), loop.time()
+        elif loop.time() - since > stall_s:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGUSR1)
+                await asyncio.sleep(5)
+            return counts
 
 
 def stack(command: str) -> None:
@@ -230,8 +254,8 @@ async def test_1000_submissions_through_2_workers_one_killed_halfway(
             break
     first.process.kill()
     first.process.wait()
-    counts = await wait_for_count(kafka_bootstrap, second.topics["results"], set(sids), 600)
-    assert len(counts) == 1000, f"{len(counts)}/1000\n{second.log()}"
+    counts = await wait_while_progressing(kafka_bootstrap, second, set(sids), 600, stall_s=120)
+    assert len(counts) == 1000, f"{len(counts)}/1000 (log: {second.log_path})\n{second.log()}"
     duplicated = {k for k, v in counts.items() if v > 1}
     details = [
         (r["submission_id"], r["event_id"], r["worker_id"], r["attempt"], r["status"])

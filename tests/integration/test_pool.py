@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -132,6 +134,64 @@ async def test_stop_sweeps_a_pool_container_drain_never_knew(harness: Harness) -
     )
     await harness.pools.stop()
     assert await harness.containers() == []
+
+
+# A worker in its own process: it fills a pool of 2, says so, and waits to be killed.
+OWNER = """
+import asyncio, os, sys
+from streamworker.sandbox.connection import connect, resolve_endpoint
+from streamworker.sandbox.pool import PoolManager
+from streamworker.settings import load_settings
+
+async def main():
+    settings = load_settings(os.environ)
+    pools = PoolManager(connect(resolve_endpoint(settings.docker)), settings)
+    await pools.start(["python"])
+    await pools.wait_ready()
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_pool_containers_stop_when_their_worker_is_killed(
+    docker_available: None,
+) -> None:
+    """`kill -9` drops the attach connections: the serving helpers read EOF and exit,
+    so no pooled container keeps running (and holding memory) for nobody."""
+    harness = Harness(f"pooltest-{uuid.uuid4().hex[:8]}")
+    env = {
+        **os.environ,
+        **image_env(),
+        "STREAMWORKER_WORKER_ID": harness.settings.worker_id,
+        "STREAMWORKER_POOL_MIN_SIZE": "2",
+        "STREAMWORKER_POOL_MAX_SIZE": "2",
+    }
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OWNER, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert owner.stdout is not None
+        async with asyncio.timeout(90):
+            assert (await owner.stdout.readline()).strip() == b"ready"
+        running = [c for c in await harness.containers() if c["State"] == "running"]
+        assert len(running) == 2
+        owner.kill()
+        await owner.wait()
+        for _ in range(100):
+            states = [c["State"] for c in await harness.containers()]
+            if "running" not in states:
+                break
+            await asyncio.sleep(0.1)
+        assert states == ["exited", "exited"]
+    finally:
+        if owner.returncode is None:
+            owner.kill()
+            await owner.wait()
+        for info in await harness.containers():
+            await harness.docker.containers.container(str(info["Id"])).delete(force=True)
+        await harness.docker.close()
 
 
 @pytest.mark.slow

@@ -52,7 +52,7 @@ async def test_live_container_has_every_hardening_setting(sandbox_runner: Sandbo
         # `sw-run serve` is PID 1 (no init holds the attached stdio) and stdin stays open.
         assert host["Init"] is False
         assert info["Config"]["Cmd"] == [HELPER_PATH, "serve"]
-        assert info["Config"]["OpenStdin"] is True and info["Config"]["StdinOnce"] is False
+        assert info["Config"]["OpenStdin"] is True and info["Config"]["StdinOnce"] is True
     else:
         assert host["Init"] is True
     assert host["Privileged"] is False

@@ -158,7 +158,7 @@ class TestAttachedConfig:
     def test_serving_helper_is_pid_1_with_stdin_open_across_runs(self) -> None:
         cfg = attached_config(config())
         assert cfg["Cmd"] == [HELPER_PATH, "serve"]
-        assert cfg["OpenStdin"] is True and cfg["StdinOnce"] is False and cfg["Tty"] is False
+        assert cfg["OpenStdin"] is True and cfg["StdinOnce"] is True and cfg["Tty"] is False
         # No init: it would hold the attached stdio, open to the program via /proc/1/fd.
         assert cfg["HostConfig"]["Init"] is False
 
