@@ -25,6 +25,7 @@ from streamworker.marks import OwnMarks
 from streamworker.pipeline import Outcome, Source
 from streamworker.runtime import WorkerRuntime
 from streamworker.settings import Settings
+from streamworker.taskdump import dump_tasks
 from streamworker.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -283,6 +284,11 @@ class GracefulWorker(faust.Worker):
 
     def _on_sigint(self) -> None:
         self._begin_drain(signal.SIGINT)
+
+    def _on_sigusr1(self) -> None:
+        # mode's own dump stops at each task's outer coroutine; ours names the await
+        # a task is actually suspended in.
+        log.warning("SIGUSR1: %s", dump_tasks())
 
     def _begin_drain(self, sig: signal.Signals) -> None:
         if self._draining:
