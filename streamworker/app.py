@@ -23,6 +23,7 @@ from streamworker.faust_sensor import PrometheusSensor
 from streamworker.health import consumer_state
 from streamworker.marks import OwnMarks
 from streamworker.pipeline import Outcome, Source
+from streamworker.recovery import SeekThenResumeTableManager
 from streamworker.runtime import WorkerRuntime
 from streamworker.settings import Settings
 from streamworker.taskdump import dump_tasks
@@ -82,6 +83,9 @@ def create_app(
         # finish and publish) before partitions move: no double execution. The shutdown
         # drain turns this off once its in-flight runs are done (see GracefulWorker).
         stream_wait_empty=True,
+        # Faust's own recovery resumes stream partitions before seeking them, which can
+        # lose a kept partition's events after a rebalance (see streamworker.recovery).
+        TableManager=SeekThenResumeTableManager,
     )
     app.sensors.add(PrometheusSensor(queue_topics={settings.topics.submissions}))
     runtime = WorkerRuntime(settings)

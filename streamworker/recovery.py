@@ -1,0 +1,78 @@
+"""Resume a rebalanced worker's stream partitions only after they are seeked.
+
+Faust's `Recovery.on_recovery_completed` (faust-streaming 0.15) resumes the stream
+partitions, then seeks them to their committed offsets, then resumes flow control, which
+clears every agent queue. The fetcher is already running by then (recovery resumed the
+flow for the changelogs), so events fetched while the seek is in flight are either
+queued and then cleared, or dropped because their offsets are already marked read. They
+are never fetched again, and since offsets commit only in order, that partition stops
+for good: the scale-out test's surviving worker went silent with a kept partition's
+events unanswered (tasks dump: agents idle, commits idle, committed offset stuck).
+
+The order here closes that window: seek while the stream partitions are still paused
+(nothing of theirs can be fetched or delivered), clear the queues, then resume them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from faust.tables import TableManager
+from faust.tables.recovery import Recovery
+
+
+class SeekThenResumeRecovery(Recovery):
+    """`Recovery` whose completion seeks stream partitions before resuming them."""
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        app, consumer = self.app, self.app.consumer
+        self.log.info("Restore complete!")
+        await app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        tables = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(
+                    self.actives_for_table[table], self.standbys_for_table[table]
+                )
+            )
+            for table in self.tables.values()
+        ]
+        if tables:
+            await asyncio.wait(tables)
+        if app.consumer_generation_id != generation_id:
+            # Another rebalance began; its own recovery resumes the streams.
+            self.log.warning(
+                "Recovery rebalancing again: generation %s, recovered for %s",
+                app.consumer_generation_id,
+                generation_id,
+            )
+            return
+        assignment = consumer.assignment()
+        streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets (still paused).")
+            await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+        self.completed.set()
+        # Clears the agent queues: nothing of the paused stream partitions is in them.
+        app.flow_control.resume()
+        consumer.resume_flow()
+        consumer.resume_partitions(streams)
+        await cast(Any, app)._fetcher.maybe_start()  # the App, not AppT, has it
+        self.tables.on_actives_ready()
+        if not app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+
+class SeekThenResumeTableManager(TableManager):
+    """Faust's table manager with `SeekThenResumeRecovery` (`App(TableManager=...)`)."""
+
+    @property
+    def recovery(self) -> Any:
+        if self._recovery is None:
+            self._recovery = SeekThenResumeRecovery(
+                self.app, self, beacon=self.beacon, loop=self.loop
+            )
+        return self._recovery
