@@ -11,6 +11,8 @@ events unanswered (tasks dump: agents idle, commits idle, committed offset stuck
 
 The order here closes that window: seek while the stream partitions are still paused
 (nothing of theirs can be fetched or delivered), clear the queues, then resume them.
+(Faust's table-less path, `_resume_streams`, has the same order; a streamworker app
+always has its `answered` table, so it never takes that path.)
 """
 
 from __future__ import annotations

@@ -46,15 +46,19 @@ def await_chain(awaitable: Any) -> Iterator[str]:
 def _unwrap(obj: Any) -> Any:
     """The generator or future behind an await's helper object.
 
-    `async for` awaits an `async_generator_asend` and `await future` a future iterator;
-    neither exposes what it wraps, but each holds a reference to it.
+    `async for` awaits an `async_generator_asend`, `await future` a future iterator and
+    `yield from coro.__await__()` (Faust's actors) a `coroutine_wrapper`; none exposes
+    what it wraps, but each holds a reference to it.
     """
     if hasattr(obj, "cr_frame") or hasattr(obj, "ag_frame") or hasattr(obj, "gi_frame"):
         return obj
     if isinstance(obj, asyncio.Future):
         return obj
     for ref in gc.get_referents(obj):
-        if isinstance(ref, asyncio.Future | types.AsyncGeneratorType | types.GeneratorType):
+        if isinstance(
+            ref,
+            asyncio.Future | types.CoroutineType | types.AsyncGeneratorType | types.GeneratorType,
+        ):
             return ref
     return obj
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from streamworker.taskdump import await_chain, dump_tasks
 
@@ -60,5 +61,29 @@ async def test_an_awaited_task_is_followed_into() -> None:
     chain = list(await_chain(task.get_coro()))
     assert "awaits task inner-task:" in chain
     assert any("in _inner" in step for step in chain)
+    event.set()
+    await task
+
+
+class _Wrapped:
+    """An awaitable that delegates to a native coroutine, as Faust's actors do."""
+
+    def __init__(self, coro: Any) -> None:
+        self.coro = coro
+
+    def __await__(self) -> Any:
+        return (yield from self.coro.__await__())
+
+
+async def test_a_wrapped_coroutine_is_followed_into() -> None:
+    event = asyncio.Event()
+
+    async def actor() -> None:
+        await _Wrapped(_inner(event))
+
+    task = asyncio.create_task(actor(), name="actor")
+    await asyncio.sleep(0)
+    chain = list(await_chain(task.get_coro()))
+    assert any("in _inner" in step for step in chain), chain
     event.set()
     await task
