@@ -192,8 +192,7 @@ def create_app(
             await send_output(dlq, dead.key, dead.value, partition, list(dead.headers))
         if outcome.result is not None:
             result = outcome.result
-            runtime.pipeline.record_result(result)
-            await runtime.pipeline.settle(result)
+            await runtime.pipeline.record_result(result)
             await remember(key, result.submission_id, result.event_id, partition)
             await send_output(results, result.submission_id.encode(), result.encode(), partition)
         if outcome.republish is not None:

@@ -230,14 +230,12 @@ class Pipeline:
             attempt=attempt,
         )
 
-    async def settle(self, result: ResultEvent) -> None:
-        """Before the result is published: let its audit records become durable (bounded,
-        skipped during a database outage). Once published, the result can commit with an
-        earlier event's offset, so a crash then must find the audit already written."""
-        await self.audit.settle(result.submission_id)
-
-    def record_result(self, result: ResultEvent) -> None:
-        """The result becomes the audit log's `finished`/`invalid` event, before publication:
-        a crash in between leaves a logged result that a redelivery republishes."""
+    async def record_result(self, result: ResultEvent) -> None:
+        """Before the result is published: it becomes the audit log's `finished`/`invalid`
+        event, and its audit records are let become durable (bounded, skipped during a
+        database outage). Once published, the result can commit with an earlier event's
+        offset, so a crash then must find the audit already written; a crash before
+        leaves a logged result that a redelivery republishes."""
         metrics.SUBMISSIONS.labels(result.language or "unknown", result.status.value).inc()
         self.audit.submit(result_record(result))
+        await self.audit.settle(result.submission_id)

@@ -244,7 +244,7 @@ class TestJudged:
         assert outcome.result is not None
         # Judging alone counts nothing: a result is "answered" once it is published.
         assert metric("streamworker_submissions_total", labels) == before
-        pipeline.record_result(outcome.result)
+        await pipeline.record_result(outcome.result)
         assert metric("streamworker_submissions_total", labels) == before + 1
         assert metric("streamworker_runs_in_flight") == 0
 
@@ -266,7 +266,7 @@ class TestJudged:
         outcome = await handle(pipeline, value)
         assert outcome.result is not None
         assert metric("streamworker_submissions_total", labels) == before
-        pipeline.record_result(outcome.result)
+        await pipeline.record_result(outcome.result)
         assert metric("streamworker_submissions_total", labels) == before + 1
 
     async def test_metrics_count_internal_errors_when_published(
@@ -280,7 +280,7 @@ class TestJudged:
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
         assert metric("streamworker_submissions_total", labels) == before
-        pipeline.record_result(outcome.result)
+        await pipeline.record_result(outcome.result)
         assert metric("streamworker_submissions_total", labels) == before + 1
 
 
@@ -359,7 +359,7 @@ class TestAudit:
     ) -> None:
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
-        pipeline.record_result(outcome.result)
+        await pipeline.record_result(outcome.result)
         record = audit.records[-1]
         assert record.kind is AuditKind.FINISHED
         assert record.event_id == outcome.result.event_id
@@ -373,7 +373,7 @@ class TestAudit:
     ) -> None:
         outcome = await handle(pipeline, event(language=None))
         assert outcome.result is not None
-        pipeline.record_result(outcome.result)
+        await pipeline.record_result(outcome.result)
         (record,) = audit.records
         assert record.kind is AuditKind.INVALID
         assert record.event_id == outcome.result.event_id
@@ -385,7 +385,7 @@ class TestAudit:
     ) -> None:
         outcome = await handle(pipeline, event(language="no-such-language"))
         assert outcome.result is not None
-        pipeline.record_result(outcome.result)
+        await pipeline.record_result(outcome.result)
         assert audit.kinds() == ["received", "invalid"]
         assert audit.records[-1].event_id == outcome.result.event_id
 
@@ -397,7 +397,7 @@ class TestAudit:
         )
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
-        pipeline.record_result(outcome.result)
+        await pipeline.record_result(outcome.result)
         assert audit.kinds() == ["received", "started", "finished"]
         assert audit.records[-1].event_id == outcome.result.event_id
         assert audit.records[-1].payload["status"] == "internal_error"
