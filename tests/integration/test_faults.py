@@ -18,63 +18,13 @@ from typing import Any
 import aiodocker
 import pytest
 
-from streamworker.audit.store import AuditStore
 from streamworker.sandbox.spec import LABEL_PREFIX, container_name_stem
 from tests.conftest import REPO, need
 from tests.integration.dockerd_util import PYTHON_IMAGE, AltDockerd, alt_dockerd, can_run_dockerd
+from tests.integration.fault_util import hello, ids, labelled, wait_container, wait_rows
 from tests.integration.kafka_util import event_bytes, produce, read_all, wait_for_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def hello(sid: str, sleep_s: float = 0.0) -> dict[str, Any]:
-    source = f"import time\ntime.sleep({sleep_s})\nprint('ok {sid}')\n"
-    return {
-        "submission_id": sid,
-        "language": "python",
-        "source": source,
-        "expected_output": f"ok {sid}\n",
-    }
-
-
-def ids(prefix: str, n: int) -> list[str]:
-    tag = uuid.uuid4().hex[:6]
-    return [f"{prefix}-{tag}-{i:04d}" for i in range(n)]
-
-
-async def labelled(sid: str) -> list[str]:
-    """The submission's containers: cold ones by label, warm ones by their (renamed) name."""
-    async with aiodocker.Docker() as docker:
-        by_label = await docker.containers.list(
-            all=True, filters=json.dumps({"label": [f"{LABEL_PREFIX}.submission-id={sid}"]})
-        )
-        by_name = await docker.containers.list(
-            all=True, filters=json.dumps({"name": [f"^/{container_name_stem(sid)}-a"]})
-        )
-        return sorted({c.id for c in [*by_label, *by_name]})
-
-
-async def executions(url: str, sids: list[str]) -> dict[str, dict[str, Any]]:
-    store = await AuditStore.open(url)
-    try:
-        rows = {}
-        for sid in sids:
-            row = await store.get_execution(sid)
-            if row is not None:
-                rows[sid] = row
-        return rows
-    finally:
-        await store.close()
-
-
-async def wait_rows(url: str, sids: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        rows = await executions(url, sids)
-        done = {k: v for k, v in rows.items() if v.get("status")}
-        if len(done) == len(sids) or asyncio.get_running_loop().time() > deadline:
-            return done
-        await asyncio.sleep(1.0)
 
 
 async def wait_while_progressing(
@@ -117,11 +67,7 @@ async def test_kill_9_mid_run_is_retried_once_and_leaves_no_container(
     first = start_worker(database_url=url, prefix=tag)
     [sid] = ids("k9", 1)
     await produce(kafka_bootstrap, first.topics["submissions"], [event_bytes(hello(sid, 4))])
-    for _ in range(200):
-        if await labelled(sid):
-            break
-        await asyncio.sleep(0.1)
-    assert await labelled(sid), first.log()
+    await wait_container(sid)
     first.process.kill()  # SIGKILL: no cleanup, no commit
     first.process.wait()
     assert await labelled(sid), "the killed worker's container should still be there"

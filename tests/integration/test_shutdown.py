@@ -3,7 +3,6 @@ worker publishes, commits and exits 0, and nothing is lost or answered twice."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 import uuid
@@ -12,39 +11,30 @@ from typing import Any
 
 import pytest
 
+from tests.integration.fault_util import hello, wait_container, wait_gone, wait_rows
 from tests.integration.kafka_util import event_bytes, produce, wait_for_count
-from tests.integration.test_faults import hello, labelled, wait_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-async def wait_container(sid: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await labelled(sid):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no container for {sid} within {timeout_s}s")
-
-
-async def wait_gone(sid: str, timeout_s: float = 30.0) -> list[str]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        left = await labelled(sid)
-        if not left or time.monotonic() > deadline:
-            return left
-        await asyncio.sleep(0.5)
+async def running(
+    start_worker: Any, bootstrap: str, tmp_path: Path, grace_s: int, sleep_s: float
+) -> tuple[Any, str, str, str]:
+    """A worker with that grace period and a submission whose `sleep_s` run has started:
+    (worker, submission id, audit database URL, topic prefix for the next worker)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+    tag = f"st{uuid.uuid4().hex[:8]}"
+    worker = start_worker(database_url=url, prefix=tag, STREAMWORKER_SHUTDOWN_GRACE_S=str(grace_s))
+    sid = f"st-{tag}-run"
+    await produce(bootstrap, worker.topics["submissions"], [event_bytes(hello(sid, sleep_s))])
+    await wait_container(sid)
+    return worker, sid, url, tag
 
 
 async def test_sigterm_finishes_the_run_in_flight_publishes_once_and_exits_0(
     start_worker: Any, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
-    tag = f"st{uuid.uuid4().hex[:8]}"
-    worker = start_worker(database_url=url, prefix=tag, STREAMWORKER_SHUTDOWN_GRACE_S="30")
-    sid = f"st-{tag}-slow"
-    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(sid, 3))])
-    await wait_container(sid)
+    worker, sid, url, tag = await running(start_worker, kafka_bootstrap, tmp_path, 30, 3)
 
     worker.process.send_signal(signal.SIGTERM)
     assert worker.process.wait(timeout=60) == 0, worker.log()
@@ -66,12 +56,7 @@ async def test_sigterm_finishes_the_run_in_flight_publishes_once_and_exits_0(
 async def test_sigterm_past_the_grace_period_kills_the_run_and_it_is_redelivered(
     start_worker: Any, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
-    tag = f"sg{uuid.uuid4().hex[:8]}"
-    worker = start_worker(database_url=url, prefix=tag, STREAMWORKER_SHUTDOWN_GRACE_S="1")
-    sid = f"sg-{tag}-long"
-    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(sid, 4))])
-    await wait_container(sid)
+    worker, sid, url, tag = await running(start_worker, kafka_bootstrap, tmp_path, 1, 4)
 
     started = time.monotonic()
     worker.process.send_signal(signal.SIGTERM)
