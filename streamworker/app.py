@@ -9,16 +9,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
+from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
+from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
 from streamworker import metrics
 from streamworker.acks import InOrderAcks
 from streamworker.commits import CommitSoon
+from streamworker.errors import TransactionBroken
 from streamworker.faust_sensor import PrometheusSensor
 from streamworker.health import consumer_state
 from streamworker.marks import OwnMarks
@@ -30,6 +36,8 @@ from streamworker.taskdump import dump_tasks
 from streamworker.topics import ensure_topics
 
 log = logging.getLogger(__name__)
+
+RESTART_PAUSE_S = 1.0
 
 
 class KeyLocks:
@@ -122,7 +130,16 @@ def create_app(
         if not app.rebalancing:
             await app.consumer.commit()
 
-    commit_soon = CommitSoon(commit_between_rebalances, settings.commit_after_ack_s)
+    def commit_failed(exc: Exception) -> None:
+        # aiokafka does not retry every broker failure inside a transaction (a broker
+        # restart can kill a transactional producer's sender); such a transaction can
+        # neither commit nor take output any more.
+        if transactional:
+            runtime.request_restart(f"a transaction commit failed: {exc!r}")
+
+    commit_soon = CommitSoon(
+        commit_between_rebalances, settings.commit_after_ack_s, on_failure=commit_failed
+    )
 
     @app.on_partitions_assigned.connect
     async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -160,7 +177,14 @@ def create_app(
             return
         name = topic.get_topic_name()
         tid = transaction_id(app, settings.topics.submissions, partition)
-        await app.producer.send(name, key, value, partition, None, headers, transactional_id=tid)
+        try:
+            await app.producer.send(
+                name, key, value, partition, None, headers, transactional_id=tid
+            )
+        except (KafkaError, IllegalOperation, ProducerSendError) as exc:
+            # Not in a transaction any more, fenced, or its sender died: this output and
+            # the transaction's earlier ones cannot commit.
+            raise TransactionBroken(f"the transaction of partition {partition}: {exc!r}") from exc
 
     async def remember(
         key: bytes | None, submission_id: str, event_id: str, partition: int
@@ -230,6 +254,9 @@ def create_app(
                 if runtime.accepting:
                     raise
                 continue  # the drain cancelled this run: leave it unacknowledged
+            except TransactionBroken as exc:
+                runtime.request_restart(exc.message)  # unacknowledged: redelivered
+                continue
             for stream, done in acks.finish(message.partition, message.offset, (manual, event)):
                 await stream.ack(done)
                 commit_soon.request()
@@ -281,6 +308,7 @@ class GracefulWorker(faust.Worker):
         self._runtime = runtime
         self._grace_s = grace_s
         self._draining = False
+        runtime.on_restart = self._stop_for_restart
 
     def _on_sigterm(self) -> None:
         self._begin_drain(signal.SIGTERM)
@@ -292,6 +320,13 @@ class GracefulWorker(faust.Worker):
         # mode's own dump stops at each task's outer coroutine; ours names the await
         # a task is actually suspended in.
         log.warning("SIGUSR1: %s", dump_tasks())
+
+    def _stop_for_restart(self, reason: str) -> None:
+        # No grace: the broken transaction cannot commit, and every commit includes it.
+        # Unacknowledged events go to the restarted process.
+        self._draining = True
+        self.app.conf.stream_wait_empty = False
+        self._schedule_shutdown(signal.SIGTERM)
 
     def _begin_drain(self, sig: signal.Signals) -> None:
         if self._draining:
@@ -321,4 +356,24 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     partitions = asyncio.run(ensure_topics(settings))
     app, runtime = create_app(settings, partitions)
     worker = GracefulWorker(app, runtime, settings.shutdown_grace_s, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        # Faust crashes the app itself when a commit finds its producer fenced.
+        if isinstance(app.crash_reason, ProducerFenced) and runtime.restart_reason is None:
+            runtime.restart_reason = f"a commit found its producer fenced: {app.crash_reason!r}"
+            log.error("restarting the worker in place: %s", runtime.restart_reason)
+        if runtime.restart_reason is not None:
+            restart_in_place()
+
+
+def restart_in_place() -> NoReturn:
+    """Replace this process with a fresh run of the same command (same pid, same
+    environment): a new consumer joins the group and new producers fence the old ones'
+    transactions, which is how Kafka recovers a broken transaction."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(RESTART_PAUSE_S)  # a restart that keeps failing must not spin
+    os.execv(sys.executable, sys.orig_argv)

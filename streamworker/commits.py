@@ -20,9 +20,14 @@ class CommitSoon:
     """One background task that runs `commit` at most once per request window."""
 
     def __init__(
-        self, commit: Callable[[], Awaitable[object]], delay_s: float, slow_s: float = 10.0
+        self,
+        commit: Callable[[], Awaitable[object]],
+        delay_s: float,
+        slow_s: float = 10.0,
+        on_failure: Callable[[Exception], None] | None = None,
     ) -> None:
         self._commit = commit
+        self._on_failure = on_failure
         self._delay_s = delay_s
         self._slow_s = slow_s
         self._wanted = asyncio.Event()
@@ -59,6 +64,8 @@ class CommitSoon:
                 raise
             except Exception as exc:  # the interval commit retries; the log says why
                 log.warning("commit after ack failed: %s", exc)
+                if self._on_failure is not None:
+                    self._on_failure(exc)
 
     async def stop(self) -> None:
         """Stop requesting; a commit already running is finished, not cancelled."""

@@ -86,3 +86,13 @@ class HelperProtocolError(SandboxError):
 
 class ImageBuildError(StreamworkerError):
     code = "image.build_failed"
+
+
+class TransactionBroken(StreamworkerError):
+    """A partition's Kafka transaction can take no more output (its producer failed).
+
+    Only a fresh producer with the same transactional id, and a consumer rewound to the
+    committed offsets, can go on: the worker restarts in place (see `app.run_worker`).
+    """
+
+    code = "kafka.transaction_broken"

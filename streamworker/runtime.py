@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiodocker
 import aiohttp
@@ -63,6 +63,9 @@ class WorkerRuntime:
         self._reaper: asyncio.Task[None] | None = None
         self._pools: PoolManager | None = None
         self.draining = False
+        # Set when the worker must start over in a fresh process (see request_restart).
+        self.restart_reason: str | None = None
+        self.on_restart: Callable[[str], None] | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -89,6 +92,20 @@ class WorkerRuntime:
     def accepting(self) -> bool:
         """False once draining for shutdown."""
         return not self.draining
+
+    def request_restart(self, reason: str) -> None:
+        """Stop taking events and have the worker restart in place (once).
+
+        For state only a new process recovers, like a Kafka transaction that can take no
+        more output: events not yet acknowledged are redelivered to the new process.
+        """
+        self.draining = True
+        if self.restart_reason is not None:
+            return
+        self.restart_reason = reason
+        log.error("restarting the worker in place: %s", reason)
+        if self.on_restart is not None:
+            self.on_restart(reason)
 
     async def drain(self, grace_s: float) -> bool:
         """Stop accepting; wait up to `grace_s` for in-flight events. True if all finished."""

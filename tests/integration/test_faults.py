@@ -17,6 +17,7 @@ from typing import Any
 
 import aiodocker
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from streamworker.sandbox.spec import LABEL_PREFIX, container_name_stem
 from tests.conftest import REPO, need
@@ -126,6 +127,40 @@ async def test_duplicate_submission_is_answered_once(
     assert counts == {sid: 1}
     rows = await wait_rows(url, [sid], 10)
     assert rows[sid]["attempts"] == 1
+
+
+async def test_a_fenced_transaction_restarts_the_worker_in_place(
+    start_worker: Any, kafka_bootstrap: str, tmp_path: Any
+) -> None:
+    """Producers with the worker's transactional ids fence its own (as a broker failure
+    that kills aiokafka's sender breaks them): its transactions can commit nothing more,
+    so the worker restarts in place (same pid) and answers everything exactly once."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+    tag = f"fence{uuid.uuid4().hex[:8]}"
+    worker = start_worker(database_url=url, prefix=tag)
+    [first, second] = ids("fenced", 2)
+    await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(first))])
+    assert await wait_for_count(kafka_bootstrap, worker.topics["results"], {first}, 60) == {
+        first: 1
+    }
+    fencers = [
+        AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"{tid}-{p}")
+        for tid in [f"{worker.env['STREAMWORKER_APP_ID']}-0"]
+        for p in range(4)
+    ]
+    try:
+        for fencer in fencers:
+            await fencer.start()  # InitProducerId: the worker's producer is now fenced
+        await produce(kafka_bootstrap, worker.topics["submissions"], [event_bytes(hello(second))])
+        counts = await wait_for_count(
+            kafka_bootstrap, worker.topics["results"], {first, second}, 120
+        )
+    finally:
+        for fencer in fencers:
+            await fencer.stop()
+    assert counts == {first: 1, second: 1}, worker.log()
+    assert "restarting the worker in place" in worker.log_path.read_text(errors="replace")
+    assert worker.process.poll() is None, "restarted in place: the same process goes on"
 
 
 @pytest.mark.timeout(600)

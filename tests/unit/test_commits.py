@@ -101,3 +101,14 @@ async def test_a_slow_commit_is_reported(caplog: pytest.LogCaptureFixture) -> No
     await _settle()
     assert soon.commits == 1, "a slow commit is still awaited to its end"
     await soon.stop()
+
+
+async def test_a_failed_commit_is_reported_to_on_failure() -> None:
+    failures: list[Exception] = []
+    soon = CommitSoon(_Committer(fail_first=True), delay_s=0, on_failure=failures.append)
+    soon.request()
+    await _settle()
+    soon.request()
+    await _settle()
+    assert [str(f) for f in failures] == ["broker busy"], "only the failed one"
+    await soon.stop()
