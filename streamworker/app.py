@@ -360,9 +360,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         worker.execute_from_commandline()
     finally:
         # Faust crashes the app itself when a commit finds its producer fenced.
-        if isinstance(app.crash_reason, ProducerFenced) and runtime.restart_reason is None:
-            runtime.restart_reason = f"a commit found its producer fenced: {app.crash_reason!r}"
-            log.error("restarting the worker in place: %s", runtime.restart_reason)
+        if isinstance(app.crash_reason, ProducerFenced):
+            runtime.on_restart = None  # the worker has stopped already
+            runtime.request_restart(f"a commit found its producer fenced: {app.crash_reason!r}")
         if runtime.restart_reason is not None:
             restart_in_place()
 
