@@ -210,13 +210,6 @@ async def test_kafka_broker_restart_during_200_submissions(
     assert duplicates == {}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known intermittent stall (issue 4 stays open): in 1 of 10 runs on 2026-11-28 the "
-    "surviving worker went silent after the rebalance that followed the kill and 877/1000 "
-    "results were committed; root cause not found yet (a Kafka commit or flush that never "
-    "returns is suspected, see the 'a commit has been running' warning)",
-)
 @pytest.mark.timeout(1200)
 async def test_1000_submissions_through_2_workers_one_killed_halfway(
     start_worker: Any, kafka_bootstrap: str, pg_url: str
