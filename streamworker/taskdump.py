@@ -43,6 +43,17 @@ def await_chain(awaitable: Any) -> Iterator[str]:
         current = _unwrap(nxt) if nxt is not None else None
 
 
+# What a chain step can be: something with a suspended frame, or the future at its end.
+_FOLLOWED = (
+    asyncio.Future,
+    types.CoroutineType,
+    types.AsyncGeneratorType,
+    types.GeneratorType,
+)
+
+_FRAMES = ("cr_frame", "ag_frame", "gi_frame")  # coroutine-likes of other types
+
+
 def _unwrap(obj: Any) -> Any:
     """The generator or future behind an await's helper object.
 
@@ -50,17 +61,9 @@ def _unwrap(obj: Any) -> Any:
     `yield from coro.__await__()` (Faust's actors) a `coroutine_wrapper`; none exposes
     what it wraps, but each holds a reference to it.
     """
-    if hasattr(obj, "cr_frame") or hasattr(obj, "ag_frame") or hasattr(obj, "gi_frame"):
+    if isinstance(obj, _FOLLOWED) or any(hasattr(obj, f) for f in _FRAMES):
         return obj
-    if isinstance(obj, asyncio.Future):
-        return obj
-    for ref in gc.get_referents(obj):
-        if isinstance(
-            ref,
-            asyncio.Future | types.CoroutineType | types.AsyncGeneratorType | types.GeneratorType,
-        ):
-            return ref
-    return obj
+    return next((ref for ref in gc.get_referents(obj) if isinstance(ref, _FOLLOWED)), obj)
 
 
 def _short(obj: Any, limit: int = 200) -> str:

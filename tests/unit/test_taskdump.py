@@ -35,9 +35,8 @@ async def test_async_generators_are_followed() -> None:
         await gate.wait()
         yield 1
 
-    async def consume() -> None:
-        async for _ in gen():
-            pass
+    async def consume() -> list[object]:
+        return [item async for item in gen()]
 
     task = asyncio.create_task(consume(), name="consumer")
     await asyncio.sleep(0)
