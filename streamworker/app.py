@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -17,27 +16,30 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
 import faust
-from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, KafkaError, MessageSizeTooLargeError, ProducerFenced
 from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
-from streamworker import metrics
+from streamworker import kafka_records, metrics
 from streamworker.acks import InOrderAcks
 from streamworker.commits import CommitSoon
-from streamworker.errors import TransactionBroken
+from streamworker.errors import OutputRejected, PoisonEvent, TransactionBroken
 from streamworker.faust_sensor import PrometheusSensor
+from streamworker.fit import DEFAULT_BUDGET, KAFKA_DEFAULT_MESSAGE_BYTES, MessageBudget
 from streamworker.health import consumer_state
+from streamworker.ledger import RestartLedger, event_key
 from streamworker.marks import OwnMarks
 from streamworker.pipeline import Outcome, Source
 from streamworker.recovery import SeekThenResumeTableManager
 from streamworker.runtime import WorkerRuntime
 from streamworker.settings import Settings
 from streamworker.taskdump import dump_tasks
-from streamworker.topics import ensure_topics
+from streamworker.topics import ensure_topics, message_budget
 
 log = logging.getLogger(__name__)
 
 RESTART_PAUSE_S = 1.0
+PRODUCER_MAX_REQUEST_BYTES = KAFKA_DEFAULT_MESSAGE_BYTES
 
 
 class KeyLocks:
@@ -64,9 +66,10 @@ class KeyLocks:
 
 
 def create_app(
-    settings: Settings, partitions: int | None = None
+    settings: Settings, partitions: int | None = None, budget: MessageBudget = DEFAULT_BUDGET
 ) -> tuple[faust.App, WorkerRuntime]:
     """A Faust app for `settings`, with its agent, startup task and HTTP pages."""
+    kafka_records.install()  # a stranger's non-UTF-8 header key must not stall a partition
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -83,6 +86,8 @@ def create_app(
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 3),
         producer_linger_ms=0,
+        # What `topics.message_budget` assumes; results are fitted under it.
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         topic_allow_declare=True,
         topic_disable_leader=True,
         store="memory://",
@@ -96,7 +101,7 @@ def create_app(
         TableManager=SeekThenResumeTableManager,
     )
     app.sensors.add(PrometheusSensor(queue_topics={settings.topics.submissions}))
-    runtime = WorkerRuntime(settings)
+    runtime = WorkerRuntime(settings, budget)
     group = {"joined": False}  # set once the consumer finished its first rebalance
     raw: dict[str, Any] = {
         "key_type": bytes,
@@ -118,6 +123,7 @@ def create_app(
     )
 
     transactional = settings.processing_guarantee == "exactly_once"
+    ledger = RestartLedger(settings.data_dir / "restart-ledger.json")
     own_marks = OwnMarks()
 
     acks: InOrderAcks[tuple[Any, Any]] = InOrderAcks()
@@ -181,6 +187,10 @@ def create_app(
             await app.producer.send(
                 name, key, value, partition, None, headers, transactional_id=tid
             )
+        except MessageSizeTooLargeError as exc:
+            # Refused by the producer before it joined the transaction: that record's
+            # problem alone, not a broken transaction.
+            raise OutputRejected(f"{name}: {exc!r}") from exc
         except (KafkaError, IllegalOperation, ProducerSendError) as exc:
             # Not in a transaction any more, fenced, or its sender died: this output and
             # the transaction's earlier ones cannot commit.
@@ -215,15 +225,39 @@ def create_app(
             dead = outcome.dead_letter
             await send_output(dlq, dead.key, dead.value, partition, list(dead.headers))
         if outcome.result is not None:
-            result = outcome.result
-            await runtime.pipeline.record_result(result)
+            result = await runtime.pipeline.record_result(outcome.result)
             await remember(key, result.submission_id, result.event_id, partition)
             await send_output(results, result.submission_id.encode(), result.encode(), partition)
         if outcome.republish is not None:
             stored = outcome.republish
-            sid = str(stored["submission_id"])
-            await remember(key, sid, str(stored["event_id"]), partition)
-            await send_output(results, sid.encode(), json.dumps(stored).encode(), partition)
+            await remember(key, stored.submission_id, stored.event_id, partition)
+            await send_output(results, stored.submission_id.encode(), stored.encode(), partition)
+
+    async def publish_or_fail(
+        outcome: Outcome, value: bytes, source: Source, key: bytes | None
+    ) -> None:
+        """Publish `outcome`; when Kafka refuses one of its records (or building them
+        fails), publish the event's failure outcome instead: a small internal_error
+        answer and a budgeted dead letter. A broken transaction is not this event's
+        failure and propagates (the worker restarts)."""
+        try:
+            await publish(outcome, key, source.partition)
+            return
+        except (TransactionBroken, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            metrics.OUTPUTS_REJECTED.inc()
+            log.exception("publishing the outcome of %s@%d failed", source.topic, source.offset)
+            why = f"the result could not be published: {type(exc).__name__}"
+            fallback = runtime.pipeline.failed(value, source, exc, message=why)
+        try:
+            await publish(fallback, key, source.partition)
+        except (TransactionBroken, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # Even the small answer failed: Kafka itself is in trouble. A restart (counted
+            # in the ledger, so this event cannot loop) is all that is left.
+            raise TransactionBroken(f"publishing a failure outcome failed: {exc!r}") from exc
 
     @app.agent(submissions, concurrency=settings.concurrency)
     async def judge_submissions(stream: faust.StreamT[bytes]) -> None:
@@ -242,19 +276,28 @@ def create_app(
                 key=message.key,
                 headers=list(headers.items()) if isinstance(headers, dict) else headers or [],
             )
-            value = message.value if isinstance(message.value, bytes) else bytes(message.value)
+            value = raw_value(message.value)
             if not runtime.accepting:
                 # Draining for shutdown: left unacknowledged, so it is delivered again.
                 continue
+            ledger_key = event_key(message.topic, message.partition, message.offset)
             try:
                 async with runtime.tracking(), key_locks.hold(message.key):
-                    outcome = await runtime.pipeline.handle(value, source, is_answered(message.key))
-                    await publish(outcome, message.key, message.partition)
+                    restarts = ledger.restarts(ledger_key)
+                    if restarts >= settings.max_attempts:
+                        why = f"the event broke the worker's transaction {restarts} times"
+                        log.error("%s: %s; dead-lettered", ledger_key, why)
+                        outcome = runtime.pipeline.failed(value, source, PoisonEvent(why))
+                    else:
+                        answered_now = is_answered(message.key)
+                        outcome = await runtime.pipeline.handle(value, source, answered_now)
+                    await publish_or_fail(outcome, value, source, message.key)
             except asyncio.CancelledError:
                 if runtime.accepting:
                     raise
                 continue  # the drain cancelled this run: leave it unacknowledged
             except TransactionBroken as exc:
+                ledger.record(ledger_key)
                 runtime.request_restart(exc.message)  # unacknowledged: redelivered
                 continue
             for stream, done in acks.finish(message.partition, message.offset, (manual, event)):
@@ -291,6 +334,13 @@ def create_app(
         return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
     return app, runtime
+
+
+def raw_value(value: object) -> bytes:
+    """An event's value as bytes; a tombstone (null value) is an empty, invalid event."""
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else bytes(value)  # type: ignore[call-overload]
 
 
 def transaction_id(app: faust.App, source_topic: str, partition: int) -> str:
@@ -354,7 +404,8 @@ class GracefulWorker(faust.Worker):
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker until SIGTERM/SIGINT (blocking)."""
     partitions = asyncio.run(ensure_topics(settings))
-    app, runtime = create_app(settings, partitions)
+    budget = asyncio.run(message_budget(settings, PRODUCER_MAX_REQUEST_BYTES))
+    app, runtime = create_app(settings, partitions, budget)
     worker = GracefulWorker(app, runtime, settings.shutdown_grace_s, loglevel=loglevel, quiet=True)
     try:
         worker.execute_from_commandline()

@@ -133,21 +133,27 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from streamworker.audit.store import AuditStore
-    from streamworker.replay import replay_event_log, replay_results_topic
+    from streamworker.replay import replay_event_log, replay_results_topic, requeue_quarantined
 
-    async def run() -> None:
+    async def run() -> int:
         store = await AuditStore.open(args.url or settings.resolved_database_url())
         try:
+            if args.quarantined:
+                requeued = await requeue_quarantined(store)
+                print(f"requeued {requeued.landed} quarantined record(s) into the event log")
+                for row_id, reason in requeued.refused.items():
+                    print(f"audit_quarantine.id={row_id} refused again: {reason}")
+                return 1 if requeued.refused else 0
             if args.from_results_topic:
                 added = await replay_results_topic(settings, store)
                 print(f"appended {added} result event(s) from {settings.topics.results}")
             rebuilt = await replay_event_log(store)
             print(f"rebuilt projections of {rebuilt} submission(s) from the event log")
+            return 0
         finally:
             await store.close()
 
-    asyncio.run(run())
-    return 0
+    return asyncio.run(run())
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
@@ -214,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-results-topic",
         action="store_true",
         help="first append every committed result from the results topic (lost database)",
+    )
+    replay.add_argument(
+        "--quarantined",
+        action="store_true",
+        help="instead, append the records in audit_quarantine again (docs/audit.md)",
     )
     replay.set_defaults(func=cmd_replay)
     return parser

@@ -96,3 +96,16 @@ class TransactionBroken(StreamworkerError):
     """
 
     code = "kafka.transaction_broken"
+
+
+class PoisonEvent(StreamworkerError):
+    """An event whose every attempt ended in a worker restart or crash: not tried again."""
+
+    code = "event.poison"
+
+
+class OutputRejected(StreamworkerError):
+    """Kafka refused one output record itself (e.g. too large): that record's problem,
+    not a broken transaction, so the event gets a smaller answer instead."""
+
+    code = "kafka.output_rejected"

@@ -83,6 +83,65 @@ def helper_limits(limits: RunLimits) -> HelperLimits:
     )
 
 
+SNAPSHOT_AFTER_FILES = 1
+"""The helper saves the workdir right after writing the request's files."""
+SNAPSHOT_AFTER_RUN = 2
+"""The helper saves the workdir after the run (a compile's output)."""
+
+
+def case_limits(limits: HelperLimits, index: int, *, delivers_files: bool) -> HelperLimits:
+    """The limits of test case `index`, with what keeps the cases apart.
+
+    Every case starts from the program as delivered (or as compiled: the compile saved
+    its workdir) and nothing else: the first run saves the delivered files, each later
+    run has the helper wipe the workdir, /tmp and /dev/shm and restore that snapshot, so
+    no case sees what an earlier one wrote — in a warm container as in a cold one.
+    """
+    if index > 0:
+        return dataclasses.replace(limits, reset=True)
+    if delivers_files:
+        return dataclasses.replace(limits, snapshot=SNAPSHOT_AFTER_FILES)
+    return limits
+
+
+async def compile_program(
+    session: RunSession,
+    submission: Submission,
+    language: Language,
+    files: list[tuple[str, bytes]],
+    entrypoint: str,
+    settings: Settings,
+) -> RunResult:
+    """Compile in the session; the helper saves the workdir after it for the cases."""
+    assert language.compile is not None
+    compile_limits = settings.compile_limits
+    limits = dataclasses.replace(helper_limits(compile_limits), snapshot=SNAPSHOT_AFTER_RUN)
+    raw = await session.exec(expand(language.compile, entrypoint), limits, files=files)
+    return run_result(
+        raw,
+        compile_limits,
+        test_case_id=None,
+        expected_output=None,
+        compare=submission.compare,
+        keep_bytes=settings.result_output_kb * 1024,
+    )
+
+
+def compile_failure(compile_result: RunResult) -> tuple[Status, str, RunResult]:
+    """A failed compile's verdict status, message and compile object."""
+    status = (
+        Status.INTERNAL_ERROR
+        if compile_result.status is Status.INTERNAL_ERROR
+        else Status.COMPILATION_ERROR
+    )
+    why = (
+        "the compiler could not be started"
+        if status is Status.INTERNAL_ERROR
+        else f"compilation failed ({compile_result.status.value})"
+    )
+    return status, why, dataclasses.replace(compile_result, status=status)
+
+
 def program_files(
     submission: Submission, language: Language
 ) -> tuple[list[tuple[str, bytes]], str]:
@@ -110,6 +169,11 @@ def time_budget_s(
 
 
 def check_sizes(submission: Submission, settings: Settings) -> None:
+    """The configured source and test-case maxima, checked again before any container.
+
+    Decoding refuses both already, but against whatever budgets its caller passed (the
+    contract's by default); this keeps the operator's settings binding either way.
+    """
     total = sum(len(f.content) for f in submission.files)
     if total > settings.max_source_bytes:
         fld = "source" if submission.from_source else "files"
@@ -174,30 +238,12 @@ async def judge(
         compile_result: RunResult | None = None
         pending_files: list[tuple[str, bytes]] = files
         if language.compile is not None:
-            raw = await session.exec(
-                expand(language.compile, entrypoint), helper_limits(compile_limits), files=files
+            compile_result = await compile_program(
+                session, submission, language, files, entrypoint, settings
             )
             pending_files = []
-            compile_result = run_result(
-                raw,
-                compile_limits,
-                test_case_id=None,
-                expected_output=None,
-                compare=submission.compare,
-                keep_bytes=keep,
-            )
             if compile_result.status is not Status.ACCEPTED:
-                status = (
-                    Status.INTERNAL_ERROR
-                    if compile_result.status is Status.INTERNAL_ERROR
-                    else Status.COMPILATION_ERROR
-                )
-                failed = dataclasses.replace(compile_result, status=status)
-                why = (
-                    "the compiler could not be started"
-                    if status is Status.INTERNAL_ERROR
-                    else f"compilation failed ({compile_result.status.value})"
-                )
+                status, why, failed = compile_failure(compile_result)
                 return Verdict(status, why, failed, (), image, session.image_id, started_at)
             if (container_memory, policy.processes) != (limits.memory_mb, limits.processes):
                 # Compilers get more; each run gets exactly its own limits back.
@@ -205,12 +251,12 @@ async def judge(
         cases = submission.test_cases or (None,)
         runs: list[RunResult] = []
         argv = [*expand(language.run, entrypoint), *submission.args]
-        for case in cases:
-            stdin = case.stdin if case else submission.stdin
+        run_limits = helper_limits(limits)
+        for index, case in enumerate(cases):
+            stdin = case.stdin_bytes if case else submission.stdin_bytes
             expected = case.expected_output if case else submission.expected_output
-            raw = await session.exec(
-                argv, helper_limits(limits), files=pending_files, stdin=stdin.encode("utf-8")
-            )
+            step = case_limits(run_limits, index, delivers_files=bool(pending_files))
+            raw = await session.exec(argv, step, files=pending_files, stdin=stdin)
             pending_files = []
             runs.append(
                 run_result(
@@ -222,10 +268,18 @@ async def judge(
                     keep_bytes=keep,
                 )
             )
+            if raw.kind is not None and raw.kind.ends_container:
+                break  # the run took its container with it: no later case can run
         status = overall_status(runs)
         message: str | None = None
         if status is Status.INTERNAL_ERROR:
             message = "the program could not be started in the sandbox"
+        if len(runs) < len(cases):
+            message = (
+                f"the sandbox container ended with test case {len(runs)} "
+                f"({runs[-1].status.value}); the {len(cases) - len(runs)} later case(s) "
+                "were not run"
+            )
         log.info(
             "judged %s (%s): %s in %.3fs",
             submission.submission_id,

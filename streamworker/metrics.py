@@ -46,9 +46,15 @@ RUN_MEMORY_BYTES = Histogram(
     buckets=_MEMORY_BUCKETS,
     registry=REGISTRY,
 )
+# Computed at scrape time: the running audit writer installs its `lag_seconds`.
 AUDIT_LAG_SECONDS = Gauge(
     "streamworker_audit_lag_seconds",
     "Age of the oldest audit event not yet written to the database (0 when none).",
+    registry=REGISTRY,
+)
+AUDIT_QUARANTINED = Counter(
+    "streamworker_audit_quarantined",
+    "Audit events the database refused, set aside in audit_quarantine (not retried).",
     registry=REGISTRY,
 )
 
@@ -84,14 +90,24 @@ DUPLICATES = Counter(
 DLQ = Counter(
     "streamworker_dead_letters", "Events sent to the dead-letter topic.", registry=REGISTRY
 )
+RESULTS_FITTED = Counter(
+    "streamworker_results_fitted",
+    "Result events whose kept outputs were cut to fit under the Kafka message limit.",
+    registry=REGISTRY,
+)
+OUTPUTS_REJECTED = Counter(
+    "streamworker_outputs_rejected",
+    "Output records Kafka refused (e.g. too large); the event got a smaller answer.",
+    registry=REGISTRY,
+)
 AUDIT_LAG = Gauge(
     "streamworker_audit_lag_events",
-    "Audit events accepted but not yet written to the database.",
+    "Audit events accepted but not yet written to the database (queued or being written).",
     registry=REGISTRY,
 )
 AUDIT_FAILURES = Counter(
     "streamworker_audit_write_failures",
-    "Failed attempts to write audit events (retried).",
+    "Failed attempts to write audit events (retried, or bisected when refused).",
     registry=REGISTRY,
 )
 POOL_SIZE = Gauge(

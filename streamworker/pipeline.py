@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from streamworker import metrics
 from streamworker.audit.prior import Prior
@@ -31,7 +31,8 @@ from streamworker.contract import (
     salvage_metadata,
     salvage_submission_id,
 )
-from streamworker.errors import InvalidEvent, StreamworkerError
+from streamworker.errors import InvalidEvent, PoisonEvent, StreamworkerError
+from streamworker.fit import DEFAULT_BUDGET, MessageBudget, clip, fit_result
 from streamworker.judge import Sandbox, judge
 from streamworker.languages.registry import get_language
 from streamworker.retry import DEFAULT_RETRY, RetryPolicy, retry
@@ -39,6 +40,12 @@ from streamworker.settings import Settings
 from streamworker.verdict import status_for_error
 
 log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 1000
+"""A result's `message` may echo user input (an unknown language, a bad field): capped."""
+MAX_ERROR_HEADER_CHARS = 1000
+MAX_KEY_BYTES = 4096
+DEFAULT_DLQ_VALUE_BYTES = DEFAULT_BUDGET.dead_letter_bytes
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ class Outcome:
 
     result: ResultEvent | None
     dead_letter: DeadLetter | None = None
-    republish: Mapping[str, Any] | None = None
+    republish: ResultEvent | None = None
     """An earlier published result, sent again unchanged (same `event_id`)."""
     skipped: bool = False
     """Already answered and committed: nothing to publish."""
@@ -81,15 +88,23 @@ class AuditSink(Protocol):
     async def settle(self, submission_id: str, timeout_s: float | None = None) -> bool: ...
 
 
-def dead_letter(value: bytes, source: Source, error: InvalidEvent) -> DeadLetter:
+def dead_letter(
+    value: bytes, source: Source, error: Exception, max_value_bytes: int = DEFAULT_DLQ_VALUE_BYTES
+) -> DeadLetter:
+    """The original bytes (up to the budget: the full event stays on its source topic at
+    its offset) with the contract's error headers; a cut is flagged, never silent."""
     headers = [
-        ("error", str(error).encode()),
+        ("error", clip(str(error), MAX_ERROR_HEADER_CHARS).encode()),
         ("error_type", type(error).__name__.encode()),
         ("source_topic", source.topic.encode()),
         ("source_partition", str(source.partition).encode()),
         ("source_offset", str(source.offset).encode()),
     ]
-    return DeadLetter(source.key, value, headers)
+    if len(value) > max_value_bytes:
+        headers += [("value_truncated", b"true"), ("value_bytes", str(len(value)).encode())]
+        value = value[:max_value_bytes]
+    key = source.key if source.key is None or len(source.key) <= MAX_KEY_BYTES else None
+    return DeadLetter(key, value, headers)
 
 
 class Pipeline:
@@ -101,23 +116,70 @@ class Pipeline:
         sandbox: Sandbox,
         audit: AuditSink,
         retry_policy: RetryPolicy = DEFAULT_RETRY,
+        budget: MessageBudget = DEFAULT_BUDGET,
     ) -> None:
         self.settings = settings
         self.sandbox = sandbox
         self.audit = audit
         self.retry_policy = retry_policy
+        self.budget = budget
+        self.decode_budgets = settings.decode_budgets()
 
     async def handle(
         self, value: bytes, source: Source, answered: Callable[[str], bool] | None = None
     ) -> Outcome:
-        """Decode and judge one event.
+        """Decode and judge one event; never raises (but for cancellation).
 
         `answered(submission_id)` says the submission's answer is already committed to the
         results topic (the app's transactional table): then nothing is done at all.
+        Whatever goes wrong with one event ends as an outcome for that event alone.
         """
         received_at = now_utc()
         try:
-            submission = decode_submission(value)
+            return await self._handle(value, source, answered, received_at)
+        except Exception as exc:
+            log.exception(
+                "handling %s[%d]@%d crashed", source.topic, source.partition, source.offset
+            )
+            return self.failed(value, source, exc, received_at)
+
+    def failed(
+        self,
+        value: bytes,
+        source: Source,
+        exc: Exception,
+        received_at: datetime | None = None,
+        message: str | None = None,
+    ) -> Outcome:
+        """An event we could not handle: dead-lettered, and answered `internal_error` when
+        its submission id is readable (the submitter is never left waiting)."""
+        metrics.DLQ.inc()
+        sid = salvage_submission_id(value, self.decode_budgets)
+        _, detail = status_for_error(exc)
+        result = None
+        if sid is not None:
+            result = ResultEvent(
+                submission_id=sid,
+                status=Status.INTERNAL_ERROR,
+                language=None,
+                worker_id=self.settings.worker_id,
+                received_at=received_at or now_utc(),
+                started_at=None,
+                finished_at=now_utc(),
+                message=clip(message or detail, MAX_MESSAGE_CHARS),
+                metadata=salvage_metadata(value, self.decode_budgets),
+            )
+        return Outcome(result, dead_letter(value, source, exc, self.budget.dead_letter_bytes))
+
+    async def _handle(
+        self,
+        value: bytes,
+        source: Source,
+        answered: Callable[[str], bool] | None,
+        received_at: datetime,
+    ) -> Outcome:
+        try:
+            submission = decode_submission(value, self.decode_budgets)
         except InvalidEvent as exc:
             return self._invalid(value, source, exc, received_at)
         except Exception as exc:  # a decoder bug must not stall the partition
@@ -137,15 +199,22 @@ class Pipeline:
             # result again rather than run the program a second time.
             log.info("submission %s was answered before; republishing its result", sid)
             metrics.DUPLICATES.labels("republished").inc()
-            return Outcome(None, republish=prior.answer)
+            stored = ResultEvent.decode(prior.answer)
+            return Outcome(None, republish=fit_result(stored, self.budget.result_bytes))
         attempt = (prior.attempts if prior is not None else 0) + 1
+        if attempt > self.settings.max_attempts:
+            # Every earlier attempt started and none answered: the worker died or restarted
+            # each time. Running it again would only loop.
+            why = f"gave up after {attempt - 1} attempts that never finished"
+            log.error("submission %s: %s", sid, why)
+            return self.failed(value, source, PoisonEvent(why), received_at, why)
         return Outcome(await self.execute(submission, received_at, attempt))
 
     def _invalid(
         self, value: bytes, source: Source, exc: InvalidEvent, received_at: datetime
     ) -> Outcome:
         metrics.DLQ.inc()
-        sid = exc.submission_id or salvage_submission_id(value)
+        sid = exc.submission_id or salvage_submission_id(value, self.decode_budgets)
         log.warning(
             "invalid event at %s[%d]@%d: %s", source.topic, source.partition, source.offset, exc
         )
@@ -159,10 +228,10 @@ class Pipeline:
                 received_at=received_at,
                 started_at=None,
                 finished_at=now_utc(),
-                message=str(exc),
-                metadata=salvage_metadata(value),
+                message=clip(str(exc), MAX_MESSAGE_CHARS),
+                metadata=salvage_metadata(value, self.decode_budgets),
             )
-        return Outcome(result, dead_letter(value, source, exc))
+        return Outcome(result, dead_letter(value, source, exc, self.budget.dead_letter_bytes))
 
     async def execute(
         self, submission: Submission, received_at: datetime, attempt: int = 1
@@ -207,7 +276,7 @@ class Pipeline:
                 received_at=received_at,
                 started_at=None,
                 finished_at=now_utc(),
-                message=message,
+                message=clip(message, MAX_MESSAGE_CHARS),
                 metadata=submission.metadata,
                 attempt=attempt,
             )
@@ -230,12 +299,18 @@ class Pipeline:
             attempt=attempt,
         )
 
-    async def record_result(self, result: ResultEvent) -> None:
-        """Before the result is published: it becomes the audit log's `finished`/`invalid`
-        event, and its audit records are let become durable (bounded, skipped during a
-        database outage). Once published, the result can commit with an earlier event's
-        offset, so a crash then must find the audit already written; a crash before
-        leaves a logged result that a redelivery republishes."""
-        metrics.SUBMISSIONS.labels(result.language or "unknown", result.status.value).inc()
-        self.audit.submit(result_record(result))
-        await self.audit.settle(result.submission_id)
+    async def record_result(self, result: ResultEvent) -> ResultEvent:
+        """Before the result is published: fit it under the Kafka message limit, make it
+        the audit log's `finished`/`invalid` event and let its audit records become
+        durable (bounded, skipped during a database outage). Once published, the result
+        can commit with an earlier event's offset, so a crash then must find the audit
+        already written; a crash before leaves a logged result that a redelivery
+        republishes. Returns the result exactly as it must be published."""
+        fitted = fit_result(result, self.budget.result_bytes)
+        if fitted is not result:
+            metrics.RESULTS_FITTED.inc()
+            log.info("result of %s cut to fit the message limit", result.submission_id)
+        metrics.SUBMISSIONS.labels(fitted.language or "unknown", fitted.status.value).inc()
+        self.audit.submit(result_record(fitted))
+        await self.audit.settle(fitted.submission_id)
+        return fitted

@@ -2,17 +2,21 @@
 
 The event log is the source of truth; `executions` and `execution_runs` are projections.
 When the database was lost, the committed results topic still holds every answer, so it
-can be re-projected into an empty (migrated) database.
+can be re-projected into an empty (migrated) database. Records the database refused wait
+in `audit_quarantine` until `requeue_quarantined` lands them (docs/audit.md).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
-from streamworker.audit.records import record_from_published
+from streamworker.audit.quarantine import record_from_json
+from streamworker.audit.records import AuditRecord, record_from_published
+from streamworker.audit.refusal import describe, is_refusal
 from streamworker.audit.store import AuditStore
 from streamworker.client import topic_partitions
 from streamworker.settings import Settings
@@ -24,6 +28,50 @@ BATCH = 500
 async def replay_event_log(store: AuditStore) -> int:
     """Rebuild every projection from the event log; returns submissions rebuilt."""
     return await store.rebuild_projections()
+
+
+@dataclass(frozen=True)
+class Requeued:
+    landed: int
+    """Records now in the log (their rows are marked resolved)."""
+    refused: dict[int, str]
+    """Quarantine row id → why it was refused again (the row stays unresolved)."""
+
+
+async def requeue_quarantined(store: AuditStore) -> Requeued:
+    """Append every unresolved quarantined record to the log again, oldest first.
+
+    Each goes alone, so one refused again does not hold back the rest; an outage raises
+    (nothing is marked, run it again later). A record already in the log counts as landed.
+    """
+    landed = 0
+    refused: dict[int, str] = {}
+    for row in await store.quarantine.unresolved():
+        try:
+            record = record_from_json(row.record)
+        except (ValueError, KeyError, TypeError) as exc:
+            reason: str | None = f"unreadable record: {type(exc).__name__}: {exc}"
+        else:
+            reason = await _append_alone(store, record)
+        if reason is None:
+            await store.quarantine.resolve(row.id)
+            landed += 1
+        else:
+            refused[row.id] = reason
+            await store.quarantine.refused_again(row.id, reason)
+            log.warning("quarantined audit record %d refused again: %s", row.id, reason)
+    return Requeued(landed, refused)
+
+
+async def _append_alone(store: AuditStore, record: AuditRecord) -> str | None:
+    """None once `record` is in the log; why, if the database refuses it."""
+    try:
+        await store.append(record)
+    except Exception as exc:
+        if not is_refusal(exc):
+            raise
+        return describe(exc)
+    return None
 
 
 async def replay_results_topic(settings: Settings, store: AuditStore) -> int:

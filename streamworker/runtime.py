@@ -18,6 +18,7 @@ from streamworker.audit.store import AuditStore
 from streamworker.audit.writer import AuditWriter
 from streamworker.contract import iso, now_utc
 from streamworker.errors import DockerUnavailable
+from streamworker.fit import DEFAULT_BUDGET, MessageBudget
 from streamworker.health import (
     HealthReport,
     ReadinessReport,
@@ -40,8 +41,9 @@ log = logging.getLogger(__name__)
 class WorkerRuntime:
     """Holds what one worker process needs besides Faust itself."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, budget: MessageBudget = DEFAULT_BUDGET) -> None:
         self.settings = settings
+        self.budget = budget
         self.ready = asyncio.Event()
         self.endpoint = resolve_endpoint(settings.docker)
         self._health_publisher = KafkaPublisher(
@@ -152,7 +154,7 @@ class WorkerRuntime:
         if self.settings.pool_max_size > 0:
             await self._pools.start()
         sandbox = DockerSandbox(self._docker, self.settings, pools=self._pools)
-        self._pipeline = Pipeline(self.settings, sandbox, self._writer)
+        self._pipeline = Pipeline(self.settings, sandbox, self._writer, budget=self.budget)
         await self.monitor.start()
         self.ready.set()
         log.info("worker %s ready (docker via %s)", self.settings.worker_id, self.endpoint.kind)

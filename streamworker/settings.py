@@ -10,9 +10,10 @@ import math
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from streamworker.budgets import BUDGETS, DecodeBudgets
 from streamworker.errors import ConfigError
 
 
@@ -102,13 +103,18 @@ class Settings:
     max_limits: RunLimits = MAX_LIMITS
     compile_limits: RunLimits = COMPILE_LIMITS
     workspace_mb: int = 128
-    max_source_bytes: int = 1024 * 1024
-    max_test_cases: int = 64
+    max_source_bytes: int = BUDGETS.max_source_bytes
+    max_test_cases: int = BUDGETS.max_test_cases
+    max_attempts: int = 3
+    """Attempts of one submission that may start without finishing (the worker died or
+    restarted each time) before it is answered `internal_error` instead of run again."""
     result_output_kb: int = 64
     topic_partitions: int = 4
     concurrency: int = 4
     memory_budget_mb: int = 4096
     health_interval_s: float = 15.0
+    audit_lag_degraded_s: float = 30.0
+    """`/health` and `/ready` say the audit is degraded while a record waits longer."""
     required_languages: tuple[str, ...] = ()
     """Languages whose images must be present for Docker to count as healthy; () = all."""
     reap_interval_s: float = 30.0
@@ -128,6 +134,12 @@ class Settings:
     consumers only after its transaction commits."""
     session_timeout_s: float = 10.0
     shutdown_grace_s: float = 20.0
+
+    def decode_budgets(self) -> DecodeBudgets:
+        """The contract's decode budgets with the two that operators configure."""
+        return replace(
+            BUDGETS, max_source_bytes=self.max_source_bytes, max_test_cases=self.max_test_cases
+        )
 
     def resolved_database_url(self) -> str:
         """The configured URL, else an embedded SQLite file under `data_dir`."""
@@ -270,6 +282,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "STREAMWORKER_MAX_SOURCE_BYTES", Settings.max_source_bytes, minimum=1
         ),
         max_test_cases=_int(env, "STREAMWORKER_MAX_TEST_CASES", Settings.max_test_cases),
+        max_attempts=_int(env, "STREAMWORKER_MAX_ATTEMPTS", Settings.max_attempts, minimum=1),
         topic_partitions=max(1, _int(env, "STREAMWORKER_TOPIC_PARTITIONS", 4)),
         result_output_kb=_int(env, "STREAMWORKER_RESULT_OUTPUT_KB", Settings.result_output_kb),
         memory_budget_mb=_int(
@@ -292,5 +305,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_timeout_s=_float(env, "STREAMWORKER_SESSION_TIMEOUT_S", Settings.session_timeout_s),
         shutdown_grace_s=_float(env, "STREAMWORKER_SHUTDOWN_GRACE_S", Settings.shutdown_grace_s),
         health_interval_s=_float(env, "STREAMWORKER_HEALTH_INTERVAL_S", Settings.health_interval_s),
+        audit_lag_degraded_s=_float(
+            env, "STREAMWORKER_AUDIT_LAG_DEGRADED_S", Settings.audit_lag_degraded_s
+        ),
         required_languages=_list(env, "STREAMWORKER_REQUIRED_LANGUAGES", ()),
     )

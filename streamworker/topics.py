@@ -12,9 +12,11 @@ import logging
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from streamworker.errors import ConfigError
+from streamworker.fit import KAFKA_DEFAULT_MESSAGE_BYTES, MessageBudget, budget_for
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,3 +95,62 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> int:
         finally:
             await admin.close()
     return settings.topic_partitions
+
+
+def config_values(responses: list[Any], key: str) -> dict[str, int]:
+    """`key`'s value per resource name from describe_configs responses (pure)."""
+    values: dict[str, int] = {}
+    for response in responses:
+        for resource in response.to_object().get("resources", []):
+            if resource.get("error_code"):
+                continue
+            for entry in resource.get("config_entries", []):
+                if entry.get("config_names") == key and entry.get("config_value"):
+                    values[resource["resource_name"]] = int(entry["config_value"])
+    return values
+
+
+def smallest_limit(*limits: int | None) -> int:
+    """The smallest known limit (Kafka's default when none is known)."""
+    known = [limit for limit in limits if limit]
+    return min(known) if known else KAFKA_DEFAULT_MESSAGE_BYTES
+
+
+async def message_budget(settings: Settings, producer_max_request_bytes: int) -> MessageBudget:
+    """What a result and a dead letter may weigh: under the broker's `message.max.bytes`,
+    each output topic's `max.message.bytes` and the producer's `max_request_size`.
+
+    Read once at start-up; when Kafka cannot say, Kafka's defaults hold.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    topics = [settings.topics.results, settings.topics.dlq]
+    try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+        resources = [
+            ConfigResource(
+                ConfigResourceType.BROKER, str(b["node_id"]), {"message.max.bytes": None}
+            )
+            for b in cluster.get("brokers", [])
+        ]
+        broker = config_values(await admin.describe_configs(resources), "message.max.bytes")
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, None) for name in topics]
+        )
+        per_topic = config_values(described, "max.message.bytes")
+    except (KafkaError, OSError, KeyError, ValueError) as exc:
+        log.warning("could not read Kafka's message limits (%s); assuming its defaults", exc)
+        broker, per_topic = {}, {}
+    finally:
+        await admin.close()
+    broker_max = min(broker.values()) if broker else None
+    budget = budget_for(
+        smallest_limit(broker_max, per_topic.get(topics[0]), producer_max_request_bytes),
+        smallest_limit(broker_max, per_topic.get(topics[1]), producer_max_request_bytes),
+    )
+    log.info(
+        "message budget: results %d bytes, dead letters %d bytes",
+        budget.result_bytes,
+        budget.dead_letter_bytes,
+    )
+    return budget

@@ -5,15 +5,26 @@ Also the one place where our typed errors map to contract statuses.
 
 from __future__ import annotations
 
+import base64
 import signal as signals
+from dataclasses import dataclass
 
 from streamworker.contract import Compare, RunResult, Status
 from streamworker.errors import InvalidEvent, StreamworkerError, UnknownLanguage
+from streamworker.sandbox.failure import FailureKind
 from streamworker.sandbox.protocol import RawRun
 from streamworker.settings import RunLimits
 
 OOM_SLACK = 0.97
 """A SIGKILL at >= 97 % of the memory limit is the OOM killer even if its counter is unreadable."""
+
+FAILURE_STATUS: dict[FailureKind | None, Status] = {
+    FailureKind.WORKER_TIMEOUT: Status.TIME_LIMIT_EXCEEDED,
+    FailureKind.OUTPUT_FLOOD: Status.OUTPUT_LIMIT_EXCEEDED,
+    FailureKind.HELPER_ERROR: Status.INTERNAL_ERROR,
+    FailureKind.OOM_KILLED: Status.MEMORY_LIMIT_EXCEEDED,
+}
+"""The status of a run without a report, by why it has none."""
 
 
 def signal_name(number: int | None) -> str | None:
@@ -39,18 +50,54 @@ def _normalise(text: str) -> list[str]:
     return lines
 
 
-def decode_output(data: bytes, keep_bytes: int) -> tuple[str, bool]:
-    """UTF-8 (with replacement) text of at most `keep_bytes`, and whether it was cut."""
-    cut = len(data) > keep_bytes
-    return data[:keep_bytes].decode("utf-8", "replace"), cut
+@dataclass(frozen=True)
+class KeptOutput:
+    """What a result keeps of one output stream."""
+
+    text: str
+    """UTF-8 decoded with replacement: what v1 consumers read."""
+    b64: str | None
+    """Base64 of exactly the kept bytes, only when `text` cannot carry them."""
+    cut: bool
+
+
+def kept_bytes(data: bytes, keep_bytes: int) -> bytes:
+    """At most `keep_bytes` of `data`, not ending inside a UTF-8 sequence of valid text
+    (a cut must not turn valid text into bytes that need base64)."""
+    if len(data) <= keep_bytes:
+        return data
+    kept = data[:keep_bytes]
+    try:
+        kept.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.start >= len(kept) - 3:
+            return kept[: exc.start]
+    return kept
+
+
+def decode_output(data: bytes, keep_bytes: int) -> KeptOutput:
+    """The kept text of one stream, base64 beside it when the bytes are not UTF-8."""
+    kept = kept_bytes(data, keep_bytes)
+    try:
+        return KeptOutput(kept.decode("utf-8"), None, len(kept) < len(data))
+    except UnicodeDecodeError:
+        text = kept.decode("utf-8", "replace")
+        return KeptOutput(text, base64.b64encode(kept).decode("ascii"), len(kept) < len(data))
 
 
 def run_status(raw: RawRun, limits: RunLimits) -> tuple[Status, str | None]:
     """The status of one run before output comparison, and a signal name if any."""
     report = raw.report
     if report is None:
-        if raw.failure and "did not finish in time" in raw.failure:
+        # No figures to judge by: the typed reason decides (unknown: the program's fault).
+        return FAILURE_STATUS.get(raw.kind, Status.RUNTIME_ERROR), None
+    if report.runner_lost:
+        # The program killed or stopped its runner: only the serving helper's own
+        # findings are trustworthy (its deadline, the cgroup's OOM count), not the figures.
+        if report.timed_out:
             return Status.TIME_LIMIT_EXCEEDED, None
+        if report.oom_kills:
+            return Status.MEMORY_LIMIT_EXCEEDED, None
         return Status.RUNTIME_ERROR, None
     sig = signal_name(report.signal)
     if report.exec_errno:
@@ -89,18 +136,23 @@ def run_result(
         and not outputs_match(full_stdout, expected_output, compare)
     ):
         status = Status.WRONG_ANSWER
-    stdout, stdout_cut = decode_output(raw.stdout, keep_bytes)
-    stderr, stderr_cut = decode_output(raw.stderr, keep_bytes)
+    stdout = decode_output(raw.stdout, keep_bytes)
+    stderr = decode_output(raw.stderr, keep_bytes)
+    stderr_text = stderr.text
     if report is None and raw.failure:
-        stderr = (stderr + "\n" if stderr else "") + f"[streamworker] {raw.failure}"
+        stderr_text = (stderr_text + "\n" if stderr_text else "") + f"[streamworker] {raw.failure}"
     overflow = report.overflow_stream if report and report.output_exceeded else 0
     return RunResult(
         test_case_id=test_case_id,
         status=status,
-        stdout=stdout,
-        stderr=stderr,
-        stdout_truncated=stdout_cut or overflow == 1,
-        stderr_truncated=stderr_cut or overflow == 2,
+        stdout=stdout.text,
+        stderr=stderr_text,
+        stdout_truncated=stdout.cut or overflow == 1,
+        stderr_truncated=stderr.cut or overflow == 2,
+        stdout_bytes=len(raw.stdout),
+        stderr_bytes=len(raw.stderr),
+        stdout_b64=stdout.b64,
+        stderr_b64=stderr.b64,
         exit_code=report.exit_code if report else None,
         signal=sig,
         cpu_time_s=round(report.cpu_time_s, 6) if report else None,

@@ -1,6 +1,9 @@
 """The audit store: an append-only event log in SQL and the projections rebuilt from it.
 
 `records` (facts, pure) → `projection` (rows, pure) → `store` (SQL) ; `migrate` runs Alembic.
+`escape` keeps every string storable (applied by the column types in `models`); `writer`
+queues appends off the critical path, retries outages and quarantines what the database
+refuses (`refusal`, `quarantine`); `status` is its part in `/health` (docs/audit.md).
 """
 
 from streamworker.audit.migrate import downgrade, head_revision, upgrade

@@ -2,6 +2,9 @@
 
 The schema itself is created by the hand-written Alembic migration in `migrations/`;
 these models are what the code reads and writes, and a test checks that both agree.
+Every string column and JSON document goes through `SafeText`/`SafeString`/`SafeJSON`:
+the escape of `streamworker.audit.escape` is applied here, at the store boundary, and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from streamworker.audit.escape import escape_json, escape_text, unescape_json, unescape_text
 
 # Explicit constraint names keep migrations (and SQLite batch mode) reproducible.
 NAMING_CONVENTION = {
@@ -37,7 +42,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 # SQLite needs INTEGER (not BIGINT) for an autoincrementing rowid alias.
 BigIdentity = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -66,9 +70,47 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class SafeText(TypeDecorator[str]):
+    """Text stored losslessly: NUL and surrogates escaped on the way in, restored on the
+    way out (PostgreSQL refuses NUL; no backend stores a lone surrogate)."""
+
+    impl: TypeEngine[Any] | type[TypeEngine[Any]] = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return escape_text(value) if isinstance(value, str) else value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return unescape_text(value) if isinstance(value, str) else value
+
+
+class SafeString(SafeText):
+    """`SafeText` with a length (VARCHAR); the limit applies to the escaped text."""
+
+    impl = String
+    cache_ok = True
+
+
+class SafeJSON(TypeDecorator[Any]):
+    """A JSON document (JSONB on PostgreSQL) whose strings, keys included, are escaped
+    like `SafeText`: PostgreSQL's `jsonb` refuses `\\u0000` and lone surrogates."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return escape_json(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return unescape_json(value)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONDocument}
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: SafeJSON()}
 
 
 class AuditEvent(Base):
@@ -77,11 +119,11 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(BigIdentity, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(255), unique=True)
-    submission_id: Mapped[str] = mapped_column(String(128), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(SafeString(255), unique=True)
+    submission_id: Mapped[str] = mapped_column(SafeString(128), index=True)
+    kind: Mapped[str] = mapped_column(SafeString(32))
     attempt: Mapped[int] = mapped_column(Integer)
-    worker_id: Mapped[str] = mapped_column(Text)
+    worker_id: Mapped[str] = mapped_column(SafeText)
     occurred_at: Mapped[datetime]
     recorded_at: Mapped[datetime] = mapped_column(server_default=func.current_timestamp())
     payload: Mapped[dict[str, Any]]
@@ -92,22 +134,22 @@ class Execution(Base):
 
     __tablename__ = "executions"
 
-    submission_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    language: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str | None] = mapped_column(String(32), index=True)
+    submission_id: Mapped[str] = mapped_column(SafeString(128), primary_key=True)
+    language: Mapped[str | None] = mapped_column(SafeText)
+    status: Mapped[str | None] = mapped_column(SafeString(32), index=True)
     judge0_status_id: Mapped[int | None] = mapped_column(Integer)
-    message: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(SafeText)
     received_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     cpu_time_s: Mapped[float | None] = mapped_column(Float)
     wall_time_s: Mapped[float | None] = mapped_column(Float)
     memory_kb: Mapped[int | None] = mapped_column(BigInteger)
-    worker_id: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(SafeText)
     attempts: Mapped[int] = mapped_column(Integer)
     # `metadata` is reserved on declarative classes, hence the attribute name.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
-    result_event_id: Mapped[str | None] = mapped_column(String(255))
+    result_event_id: Mapped[str | None] = mapped_column(SafeString(255))
     result_topic_offset: Mapped[int | None] = mapped_column(BigInteger)
     # The newest event's `occurred_at`, not the wall clock, so a replay is identical.
     updated_at: Mapped[datetime]
@@ -119,16 +161,16 @@ class ExecutionRun(Base):
     __tablename__ = "execution_runs"
 
     submission_id: Mapped[str] = mapped_column(
-        String(128),
+        SafeString(128),
         ForeignKey("executions.submission_id", ondelete="CASCADE"),
         primary_key=True,
     )
-    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    stage: Mapped[str] = mapped_column(SafeString(16), primary_key=True)
     ordinal: Mapped[int] = mapped_column(Integer, primary_key=True)
-    test_case_id: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str | None] = mapped_column(String(32))
+    test_case_id: Mapped[str | None] = mapped_column(SafeText)
+    status: Mapped[str | None] = mapped_column(SafeString(32))
     exit_code: Mapped[int | None] = mapped_column(Integer)
-    signal: Mapped[str | None] = mapped_column(String(32))
+    signal: Mapped[str | None] = mapped_column(SafeString(32))
     cpu_time_s: Mapped[float | None] = mapped_column(Float)
     wall_time_s: Mapped[float | None] = mapped_column(Float)
     memory_kb: Mapped[int | None] = mapped_column(BigInteger)
@@ -136,6 +178,27 @@ class ExecutionRun(Base):
     stderr_truncated: Mapped[bool] = mapped_column(Boolean)
 
 
+class AuditQuarantine(Base):
+    """Records the database refused, set aside so they cannot stall the log.
+
+    `record` is the whole record as JSON text (its strings escaped like everywhere else;
+    plain text, not JSON, so even a document the database's JSON type refuses fits).
+    `resolved_at` is set once a requeue lands it in `audit_events`.
+    """
+
+    __tablename__ = "audit_quarantine"
+
+    id: Mapped[int] = mapped_column(BigIdentity, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(SafeText)
+    submission_id: Mapped[str] = mapped_column(SafeText, index=True)
+    record: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(SafeText)
+    attempts: Mapped[int] = mapped_column(Integer)
+    quarantined_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
 audit_events: Table = Base.metadata.tables["audit_events"]
 executions: Table = Base.metadata.tables["executions"]
 execution_runs: Table = Base.metadata.tables["execution_runs"]
+audit_quarantine: Table = Base.metadata.tables["audit_quarantine"]

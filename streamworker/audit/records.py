@@ -7,6 +7,7 @@ message writes nothing twice; a result's audit event reuses the result's own `ev
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,9 +61,17 @@ class AuditRecord:
             raise ValueError("occurred_at must be timezone-aware")
 
 
+def _uuid5(name: str) -> str:
+    """`uuid.uuid5(_EVENT_NAMESPACE, name)`, also for a name holding lone surrogates (JSON
+    can carry them in a submission id): encoded with `surrogatepass`, which is plain
+    UTF-8, and so the very same id, for every other name."""
+    digest = hashlib.sha1(_EVENT_NAMESPACE.bytes + name.encode("utf-8", "surrogatepass"))
+    return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
+
+
 def fact_event_id(submission_id: str, kind: AuditKind, attempt: int) -> str:
     """The deterministic event id of a per-attempt fact."""
-    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{submission_id}\x00{kind.value}\x00{attempt}"))
+    return _uuid5(f"{submission_id}\x00{kind.value}\x00{attempt}")
 
 
 def received_record(
@@ -169,7 +178,7 @@ def published_record(
 ) -> AuditRecord:
     """Where the result landed on Kafka; fills `executions.result_topic_offset`."""
     return AuditRecord(
-        event_id=str(uuid.uuid5(_EVENT_NAMESPACE, f"published\x00{result.event_id}")),
+        event_id=_uuid5(f"published\x00{result.event_id}"),
         submission_id=result.submission_id,
         kind=AuditKind.PUBLISHED,
         attempt=result.attempt,

@@ -2,7 +2,9 @@
 
 Each append inserts the event if its `event_id` is new and re-projects that submission
 from all of its events in the same transaction, so at-least-once delivery neither loses
-nor duplicates anything and the projections always equal a full replay.
+nor duplicates anything and the projections always equal a full replay. Strings are
+escaped on the way in and restored on the way out by the column types (`models.SafeText`,
+`models.SafeJSON`), so NUL and surrogates are stored losslessly on both backends.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from streamworker.audit.engine import create_engine
 from streamworker.audit.migrate import is_at_head
 from streamworker.audit.models import audit_events, execution_runs, executions
 from streamworker.audit.projection import Projection, project_submission, winning_result
+from streamworker.audit.quarantine import QuarantineStore
 from streamworker.audit.records import RESULT_KINDS, AuditKind, AuditRecord
 
 __all__ = ["AuditRecord", "AuditStore"]
@@ -34,7 +37,8 @@ _KNOWN_KINDS = frozenset(kind.value for kind in AuditKind)
 
 def _lock_key(submission_id: str) -> int:
     """A stable signed 64-bit advisory-lock key (Python's `hash` is salted per process)."""
-    digest = hashlib.blake2b(submission_id.encode(), digest_size=8).digest()
+    name = submission_id.encode("utf-8", "surrogatepass")  # ids may hold lone surrogates
+    digest = hashlib.blake2b(name, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -69,6 +73,8 @@ class AuditStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.quarantine = QuarantineStore(engine)
+        """Records the database refused (see `streamworker.audit.writer`)."""
         self._dialect = engine.dialect.name
 
     @classmethod

@@ -106,10 +106,10 @@ def _host_config(host: Mapping[str, Any]) -> list[str]:
             args += ["--read-only"] if value else []
         elif key == "Tmpfs":
             args += [a for path, opts in value.items() for a in ("--tmpfs", f"{path}:{opts}")]
-        elif key in ("Memory", "MemorySwap", "PidsLimit", "ShmSize"):
+        elif key in ("Memory", "MemorySwap", "PidsLimit", "ShmSize", "OomScoreAdj"):
             flag = {"Memory": "--memory", "MemorySwap": "--memory-swap"}.get(key)
-            flag = flag or {"PidsLimit": "--pids-limit", "ShmSize": "--shm-size"}[key]
-            args += [flag, str(value)]
+            flag = flag or {"PidsLimit": "--pids-limit", "ShmSize": "--shm-size"}.get(key)
+            args += [flag or "--oom-score-adj", str(value)]
         elif key == "NanoCpus":
             args += ["--cpus", f"{value / 1e9:g}"]
         elif key == "Ulimits":

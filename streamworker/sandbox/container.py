@@ -1,20 +1,23 @@
-"""One container's lifecycle: create, verify, start, exec runs, always remove.
+"""One container's lifecycle: create, verify, attach, start, serve runs, always remove.
 
-aiodocker stays inside this package; callers see `Session.exec` and plain data.
-Two session types: `Session` runs each step through `docker exec` of `sw-run run`
-(cold containers); `AttachedSession` sends each step over the attach stream of a
-container whose main process is `sw-run serve` (pooled containers: ~60 ms less a step).
+aiodocker stays inside this package; callers see `AttachedSession.exec` and plain data.
+Every sandbox container, cold or pooled, has `sw-run serve` as its main process (PID 1,
+no init: immune to the program's signals), attached before start (`start_served`), and
+each step is one request over that stream. Cold and warm differ only in when the
+container was made, so they give the same verdicts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any
 
 import aiodocker
 import aiohttp
@@ -31,26 +34,48 @@ from streamworker.errors import (
     SandboxError,
 )
 from streamworker.sandbox import protocol
-from streamworker.sandbox.protocol import WORKER_GRACE_S, RawRun
-from streamworker.sandbox.spec import (
-    MEMORY_HEADROOM_MB,
-    PIDS_HEADROOM,
-    SANDBOX_UID,
-    WORKDIR,
-    limit_violations,
+from streamworker.sandbox.calls import (
+    ATTACH_TIMEOUT_S,
+    CLOSE_TIMEOUT_S,
+    CREATE_TIMEOUT_S,
+    DELETE_TIMEOUT_S,
+    INSPECT_TIMEOUT_S,
+    KILL_TIMEOUT_S,
+    START_TIMEOUT_S,
+    UPDATE_TIMEOUT_S,
+    docker_call,
 )
+from streamworker.sandbox.failure import FailureKind
+from streamworker.sandbox.protocol import WORKER_GRACE_S, RawRun
+from streamworker.sandbox.spec import MEMORY_HEADROOM_MB, PIDS_HEADROOM, limit_violations
 
 log = logging.getLogger(__name__)
 
 READ_SLACK_BYTES = 64 * 1024
+STOP_SETTLE_S = 2.0
+"""How long a container whose stream ended may still show as running: the daemon marks
+it stopped a moment after its main process died (e.g. OOM-killed)."""
+STREAM_BROKE = (aiohttp.ClientError, ConnectionError, RuntimeError, AssertionError)
+"""What reading a hijacked attach stream raises when its connection is gone (aiodocker
+asserts the connection is still there)."""
 
 
-class _ContainerSession:
-    """What both session types do to the container itself."""
+class AttachedSession:
+    """A started container whose main process is `sw-run serve`, driven over its attach
+    stream (opened before the container started, so no byte is lost).
 
-    def __init__(self, container: aiodocker.containers.DockerContainer, image_id: str) -> None:
+    A step is one write of the request and reads until the helper's end frame. The
+    stream is this session's alone; it is closed with the container, never handed to
+    another submission.
+    """
+
+    def __init__(
+        self, container: aiodocker.containers.DockerContainer, image_id: str, stream: Stream
+    ) -> None:
         self._container = container
         self.image_id = image_id
+        self._stream = stream
+        self._lost: str | None = None
 
     @property
     def container_id(self) -> str:
@@ -59,43 +84,16 @@ class _ContainerSession:
     async def restrict(self, memory_mb: int, processes: int) -> None:
         """Lower memory (and swap) and the pids limit to the run's after compiling."""
         memory = (memory_mb + MEMORY_HEADROOM_MB) * 1024 * 1024
+        update = self._container.docker._query_json(
+            f"containers/{self._container.id}/update",
+            method="POST",
+            data={"Memory": memory, "MemorySwap": memory, "PidsLimit": processes + PIDS_HEADROOM},
+        )
         try:
-            await self._container.docker._query_json(
-                f"containers/{self._container.id}/update",
-                method="POST",
-                data={
-                    "Memory": memory,
-                    "MemorySwap": memory,
-                    "PidsLimit": processes + PIDS_HEADROOM,
-                },
-            )
+            await docker_call(update, UPDATE_TIMEOUT_S, "update")
         except aiodocker.DockerError as exc:
             raise SandboxError(f"could not set the run memory limit: {exc.message}") from exc
 
-    async def _kill(self) -> None:
-        try:
-            await self._container.kill(signal="SIGKILL")
-        except aiodocker.DockerError as exc:
-            log.warning("kill of %s failed: %s", self.container_id[:12], exc.message)
-
-    async def _container_state(self) -> dict[str, Any]:
-        """The container's State; `DockerUnavailable` when the daemon cannot say."""
-        try:
-            state = (await self._container.show()).get("State", {})
-        except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-            raise DockerUnavailable(f"lost Docker during a run: {exc}") from exc
-        return dict(state)
-
-
-class Session(_ContainerSession):
-    """A started sandbox container for one submission attempt; each run is an exec."""
-
-    def __init__(
-        self, container: aiodocker.containers.DockerContainer, image_id: str, env: Mapping[str, str]
-    ) -> None:
-        super().__init__(container, image_id)
-        self._env = dict(env)
-
     async def exec(
         self,
         argv: Sequence[str],
@@ -103,156 +101,170 @@ class Session(_ContainerSession):
         files: Sequence[tuple[str, bytes]] = (),
         stdin: bytes = b"",
     ) -> RawRun:
-        """Run `argv` once under the helper; outputs come back as stream data only."""
-        nonce = protocol.new_nonce()
-        payload = protocol.encode_input(nonce, files, stdin)
-        cmd = protocol.helper_command(limits, argv)
-        try:
-            execution = await self._container.exec(
-                cmd,
-                stdin=True,
-                stdout=True,
-                stderr=True,
-                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
-                workdir=WORKDIR,
-                environment=self._env,
-            )
-        except aiodocker.DockerError as exc:
-            if exc.status == 409:  # the container died (e.g. a daemon restart): retry anew
-                raise ContainerGone(f"exec create failed: {exc.message}") from exc
-            if exc.status == 900:  # aiodocker's "cannot connect"
-                raise DockerUnavailable(f"exec create failed: {exc.message}") from exc
-            raise SandboxError(f"exec create failed: {exc.message}") from exc
-        cap = limits.output_bytes + READ_SLACK_BYTES
-        out = bytearray()
-        err = bytearray()
-        failure: str | None = None
-        stream = execution.start(detach=False)
-        try:
-            async with asyncio.timeout(limits.wall_time_s + WORKER_GRACE_S):
-                async with stream:
-                    await stream.write_in(payload)
-                    while True:
-                        message = await stream.read_out()
-                        if message is None:
-                            break
-                        (out if message.stream == 1 else err).extend(message.data)
-                        if len(out) + len(err) > cap:
-                            failure = "output beyond the helper's limit; container killed"
-                            break
-        except TimeoutError:
-            failure = "the sandbox helper did not finish in time; container killed"
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise DockerUnavailable(f"exec stream broke: {exc}") from exc
-        if failure is not None:
-            await self._kill()
-            return RawRun(bytes(out), bytes(err), None, failure)
-        try:
-            stderr, report = protocol.split_report(nonce, bytes(err))
-        except SandboxError as exc:
-            # No report: either the program killed the helper (its verdict) or we lost
-            # Docker (ours, retriable). The exec's own state tells them apart.
-            await self._raise_if_docker_lost(execution)
-            return RawRun(bytes(out), bytes(err), None, exc.message)
-        return RawRun(bytes(out), stderr, report)
+        """Run `argv` once under the serving helper; outputs come back as data only.
 
-    async def _raise_if_docker_lost(self, execution: Any) -> None:
-        try:
-            info = await execution.inspect()
-        except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-            raise DockerUnavailable(f"lost Docker during a run: {exc}") from exc
-        if info.get("Running") or info.get("ExitCode") is None:
-            raise DockerUnavailable("the exec stream ended while the helper was still running")
-        # A daemon shutting down kills the helper a moment before it marks the container
-        # stopped; give that a moment to show before blaming the program.
-        for _ in range(5):
-            state = await self._container_state()
-            if not state.get("Running"):
-                # The whole container stopped (a daemon restart, or its idle helper
-                # killed): not a verdict on the program. Retried in a fresh container.
-                raise ContainerGone("the container stopped during the run")
-            await asyncio.sleep(0.1)
-
-
-class AttachedSession(_ContainerSession):
-    """A pooled container whose main process is `sw-run serve`, driven over its attach
-    stream (opened before the container started, so no byte is lost).
-
-    A step is one write of the request and reads until the helper's end frame: no
-    exec to create, start and inspect. The stream is this session's alone; it is
-    closed with the container, never handed to another submission.
-    """
-
-    def __init__(
-        self, container: aiodocker.containers.DockerContainer, image_id: str, stream: Stream
-    ) -> None:
-        super().__init__(container, image_id)
-        self._stream = stream
-        self._lost: str | None = None
-
-    async def exec(
-        self,
-        argv: Sequence[str],
-        limits: protocol.HelperLimits,
-        files: Sequence[tuple[str, bytes]] = (),
-        stdin: bytes = b"",
-    ) -> RawRun:
-        """Run `argv` once under the serving helper; same contract as `Session.exec`."""
+        Without the helper's report, `RawRun.kind` says why. Raises `ContainerGone` or
+        `DockerUnavailable` (retriable) when the container or Docker went away under us.
+        """
         if self._lost is not None:
             # An earlier step lost the stream: no later step can run in this container.
             raise ContainerGone(f"the sandbox stream is gone: {self._lost}")
         nonce = protocol.new_nonce()
         payload = protocol.encode_request(nonce, limits, argv, files, stdin)
-        cap = limits.output_bytes + READ_SLACK_BYTES
         run = protocol.ServedRun(nonce)
-        frames = protocol.FrameDecoder()
         diagnostics = bytearray()
-        failure: str | None = None
         try:
             async with asyncio.timeout(limits.wall_time_s + WORKER_GRACE_S):
-                await self._stream.write_in(payload)
-                while not run.done:
-                    message = await self._stream.read_out()
-                    if message is None:
-                        break
-                    if message.stream != 1:
-                        # The helper's own complaints (it writes nothing else there).
-                        diagnostics.extend(message.data[: 1000 - len(diagnostics)])
-                        continue
-                    for kind, data in frames.feed(message.data):
-                        run.add(kind, data)
-                    if run.output_bytes > cap:
-                        failure = "output beyond the helper's limit; container killed"
-                        break
+                cap = limits.output_bytes + READ_SLACK_BYTES
+                flooded = await self._exchange(payload, run, cap, diagnostics)
         except TimeoutError:
-            failure = "the sandbox helper did not finish in time; container killed"
+            why = "the sandbox helper did not finish in time; container killed"
+            return await self._killed(run, FailureKind.WORKER_TIMEOUT, why)
         except HelperProtocolError as exc:
-            failure = f"the sandbox stream broke: {exc.message}; container killed"
-        except (aiohttp.ClientError, ConnectionError, RuntimeError, AssertionError) as exc:
-            # aiodocker asserts that the hijacked connection is still there: a stream
-            # whose container died (e.g. with its daemon) while it waited in the pool.
-            await self._stream_lost(f"the sandbox stream broke: {exc!r}", diagnostics)
-        if failure is not None:
-            self._lost = failure
-            await self._kill()
-            return RawRun(bytes(run.stdout), bytes(run.stderr), None, failure)
+            await self._killed(run, None, f"the sandbox stream broke: {exc.message}")
+            raise
+        except STREAM_BROKE as exc:
+            return await self._ended(f"the sandbox stream broke: {exc!r}", run, diagnostics)
+        if flooded:
+            why = "output beyond the helper's limit; container killed"
+            return await self._killed(run, FailureKind.OUTPUT_FLOOD, why)
         if not run.done:
-            # The stream ended without the end frame: the helper is PID 1 and immune to
-            # the program's signals, so the container stopped or we lost Docker.
-            # (Like an exec session whose idle helper died: not a verdict, a retry.)
-            await self._stream_lost("the sandbox stream ended during the run", diagnostics)
-        return run.raw_run()
+            return await self._ended("the sandbox stream ended during the run", run, diagnostics)
+        raw = run.raw_run()
+        if raw.report is None:
+            # The helper reports every run it starts: no report means it refused this one.
+            tail = raw.stderr[-300:].decode("utf-8", "replace")
+            why = f"the sandbox helper refused the request: {tail!r}"
+            return dataclasses.replace(raw, failure=why, kind=FailureKind.HELPER_ERROR)
+        return raw
 
-    async def _stream_lost(self, why: str, diagnostics: bytes | bytearray) -> NoReturn:
-        """Raise the retriable error for a lost stream: `DockerUnavailable` when the
-        daemon does not answer, else `ContainerGone` (no later step can run here)."""
+    async def _exchange(
+        self, payload: bytes, run: protocol.ServedRun, cap: int, diagnostics: bytearray
+    ) -> bool:
+        """Send one request and read its frames until its end frame or the stream's end;
+        True when the output passed `cap` (the helper should have stopped it)."""
+        frames = protocol.FrameDecoder()
+        await self._stream.write_in(payload)
+        while not run.done:
+            message = await self._stream.read_out()
+            if message is None:
+                return False
+            if message.stream != 1:
+                # The helper's own complaints (it writes nothing else there).
+                diagnostics.extend(message.data[: 1000 - len(diagnostics)])
+                continue
+            for kind, data in frames.feed(message.data):
+                run.add(kind, data)
+            if run.output_bytes > cap:
+                return True
+        return False
+
+    async def _killed(self, run: protocol.ServedRun, kind: FailureKind | None, why: str) -> RawRun:
+        """Kill the container (its stream is out of step) and return what came so far."""
         self._lost = why
-        state = await self._container_state()
+        try:
+            await docker_call(self._container.kill(signal="SIGKILL"), KILL_TIMEOUT_S, "kill")
+        except aiodocker.DockerError as exc:
+            log.warning("kill of %s failed: %s", self.container_id[:12], exc.message)
+        return RawRun(bytes(run.stdout), bytes(run.stderr), None, why, kind)
+
+    async def _ended(
+        self, why: str, run: protocol.ServedRun, diagnostics: bytes | bytearray
+    ) -> RawRun:
+        """The stream ended without the end frame. The helper is PID 1 and immune to the
+        program's signals, so the container died: of an OOM (the program's verdict),
+        else under us (`ContainerGone`, or `DockerUnavailable` when the daemon is mute)."""
+        self._lost = why
+        state = await self._settled_state()
+        if state.get("OOMKilled"):
+            return RawRun(
+                bytes(run.stdout),
+                bytes(run.stderr),
+                None,
+                "the container ran out of memory; the OOM killer took the sandbox helper",
+                FailureKind.OOM_KILLED,
+            )
         raise ContainerGone(
             why
             + ("" if state.get("Running") else " (the container stopped)")
             + (f": {bytes(diagnostics).decode('utf-8', 'replace')!r}" if diagnostics else "")
         )
+
+    async def _settled_state(self) -> dict[str, Any]:
+        """The container's State once it shows as stopped (or after `STOP_SETTLE_S`)."""
+        deadline = time.monotonic() + STOP_SETTLE_S
+        while True:
+            try:
+                info = await docker_call(self._container.show(), INSPECT_TIMEOUT_S, "inspect")
+            except aiodocker.DockerError as exc:
+                if exc.status == 404:
+                    raise ContainerGone("the container was removed during the run") from exc
+                raise DockerUnavailable(f"inspect failed during a run: {exc.message}") from exc
+            state = dict(info.get("State") or {})
+            if not state.get("Running") or time.monotonic() >= deadline:
+                return state
+            await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class ServedContainer:
+    """A created, verified, attached and started container (see `start_served`)."""
+
+    container: aiodocker.containers.DockerContainer
+    stream: Stream
+    image_id: str
+
+
+async def start_served(
+    docker: aiodocker.Docker, config: dict[str, Any], name: str
+) -> ServedContainer:
+    """Create, check every limit, attach and start a container served by `sw-run serve`
+    (`config` from `spec.attached_config`): the one way every sandbox container, cold or
+    pooled, comes to life. On any failure, cancellation included, it is removed again.
+    """
+    container = await _create(docker, config, name)
+    stream: Stream | None = None
+    try:
+        info = await docker_call(container.show(), INSPECT_TIMEOUT_S, "inspect")
+        problems = limit_violations(config, info)
+        if problems:
+            metrics.CONTAINER_FAILURES.labels("limits").inc()
+            raise LimitNotApplied("refusing to run, the daemon dropped: " + "; ".join(problems))
+        stream = await open_stream(container)
+        await docker_call(container.start(), START_TIMEOUT_S, "start")
+    except BaseException as exc:
+        await asyncio.shield(_discard(container, stream))
+        if isinstance(exc, aiodocker.DockerError):
+            metrics.CONTAINER_FAILURES.labels("start").inc()
+            raise SandboxError(f"Docker refused: {exc.message}") from exc
+        raise
+    return ServedContainer(container, stream, str(info.get("Image", "")))
+
+
+async def _discard(container: aiodocker.containers.DockerContainer, stream: Stream | None) -> None:
+    if stream is not None:
+        await close_stream(stream)
+    await remove_container(container)
+
+
+async def remove_served(served: ServedContainer) -> None:
+    """Hang up its stream, then remove the container; never raises."""
+    await _discard(served.container, served.stream)
+
+
+@asynccontextmanager
+async def open_session(
+    docker: aiodocker.Docker, config: dict[str, Any], name: str
+) -> AsyncIterator[AttachedSession]:
+    """A cold container for one submission attempt; removed whatever happens."""
+    started = time.monotonic()
+    served = await start_served(docker, config, name)
+    try:
+        yield AttachedSession(served.container, served.image_id, served.stream)
+    finally:
+        # Shielded: a cancelled run must still not leave its container behind.
+        await asyncio.shield(remove_served(served))
+        log.debug("container %s lived %.3fs", name, time.monotonic() - started)
 
 
 async def open_stream(container: aiodocker.containers.DockerContainer) -> Stream:
@@ -262,22 +274,23 @@ async def open_stream(container: aiodocker.containers.DockerContainer) -> Stream
     it half-closes stdin, which the serving helper takes as the end of requests.
     """
     stream = container.attach(stdin=True, stdout=True, stderr=True)
-    await stream.__aenter__()
+    await docker_call(stream.__aenter__(), ATTACH_TIMEOUT_S, "attach")
     return stream
 
 
 async def close_stream(stream: Stream) -> None:
-    """Close an attach stream whatever state the connection is in."""
+    """Close an attach stream whatever state the connection is in; never raises."""
     try:
-        await stream.close()
-    except (aiohttp.ClientError, ConnectionError, OSError, RuntimeError) as exc:
+        await docker_call(stream.close(), CLOSE_TIMEOUT_S, "closing the attach stream")
+    except (SandboxError, OSError, RuntimeError) as exc:
         log.debug("closing an attach stream failed: %s", exc)
 
 
 async def remove_by_name(docker: aiodocker.Docker, name: str) -> bool:
     """Remove a leftover container of an earlier attempt; True if one was there."""
+    leftover = docker.containers.container(name)
     try:
-        await docker.containers.container(name).delete(force=True, v=True)
+        await docker_call(leftover.delete(force=True, v=True), DELETE_TIMEOUT_S, "delete")
     except aiodocker.DockerError as exc:
         if exc.status == 404:
             return False
@@ -289,50 +302,27 @@ async def remove_by_name(docker: aiodocker.Docker, name: str) -> bool:
 async def _create(
     docker: aiodocker.Docker, config: dict[str, Any], name: str
 ) -> aiodocker.containers.DockerContainer:
+    """Create by name; a leftover holding the name (an earlier try) is removed first."""
     try:
-        return await docker.containers.create(config, name=name)
+        return await docker_call(
+            docker.containers.create(config, name=name), CREATE_TIMEOUT_S, "create"
+        )
     except aiodocker.DockerError as exc:
-        if exc.status == 900:  # aiodocker's code for "could not connect to the daemon"
-            raise DockerUnavailable(f"Docker is unreachable: {exc.message}") from exc
         if exc.status == 404 and "image" in exc.message.lower():
             raise ImageMissing(
                 f"runtime image {config['Image']} is missing: run `streamworker images build`"
             ) from exc
-        if exc.status == 409:
-            await remove_by_name(docker, name)
-            return await docker.containers.create(config, name=name)
+        if exc.status != 409:
+            metrics.CONTAINER_FAILURES.labels("create").inc()
+            raise ContainerCreateFailed(f"create failed: {exc.message}") from exc
+    await remove_by_name(docker, name)
+    try:
+        return await docker_call(
+            docker.containers.create(config, name=name), CREATE_TIMEOUT_S, "create"
+        )
+    except aiodocker.DockerError as exc:
         metrics.CONTAINER_FAILURES.labels("create").inc()
         raise ContainerCreateFailed(f"create failed: {exc.message}") from exc
-
-
-@asynccontextmanager
-async def open_session(
-    docker: aiodocker.Docker, config: dict[str, Any], name: str
-) -> AsyncIterator[Session]:
-    """Create, verify and start a container; remove it whatever happens."""
-    started = time.monotonic()
-    try:
-        container = await _create(docker, config, name)
-    except (aiohttp.ClientError, ConnectionError, OSError) as exc:
-        raise DockerUnavailable(f"Docker is unreachable: {exc}") from exc
-    try:
-        info = await container.show()
-        problems = limit_violations(config, info)
-        if problems:
-            metrics.CONTAINER_FAILURES.labels("limits").inc()
-            raise LimitNotApplied("refusing to run, the daemon dropped: " + "; ".join(problems))
-        await container.start()
-        env = dict(item.split("=", 1) for item in config["Env"])
-        yield Session(container, str(info.get("Image", "")), env)
-    except aiodocker.DockerError as exc:
-        metrics.CONTAINER_FAILURES.labels("start").inc()
-        raise SandboxError(f"Docker refused: {exc.message}") from exc
-    except (aiohttp.ClientError, ConnectionError) as exc:
-        raise DockerUnavailable(f"Docker connection lost: {exc}") from exc
-    finally:
-        # Shielded: a cancelled run must still not leave its container behind.
-        await asyncio.shield(remove_container(container))
-        log.debug("container %s lived %.3fs", name, time.monotonic() - started)
 
 
 REMOVAL_WAIT_S = 15.0
@@ -345,7 +335,7 @@ async def remove_container(container: aiodocker.containers.DockerContainer) -> N
     container no longer inspects, so wait for that (bounded).
     """
     try:
-        await container.delete(force=True, v=True)
+        await docker_call(container.delete(force=True, v=True), DELETE_TIMEOUT_S, "delete")
     except aiodocker.DockerError as exc:
         if exc.status == 404:
             return
@@ -353,7 +343,7 @@ async def remove_container(container: aiodocker.containers.DockerContainer) -> N
             await wait_gone(container)
             return
         _removal_failed(container, exc)
-    except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+    except SandboxError as exc:
         _removal_failed(container, exc)
 
 
@@ -366,13 +356,16 @@ def _removal_failed(container: aiodocker.containers.DockerContainer, exc: Except
 async def wait_gone(
     container: aiodocker.containers.DockerContainer, timeout_s: float = REMOVAL_WAIT_S
 ) -> None:
+    """Until the container no longer inspects (bounded by `timeout_s`); never raises."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
             while True:
                 try:
-                    await container.show()
+                    await docker_call(container.show(), INSPECT_TIMEOUT_S, "inspect")
                 except aiodocker.DockerError as exc:
                     if exc.status == 404:
                         return
+                except SandboxError:
+                    pass  # the daemon is slow or away: keep asking until the deadline
                 await asyncio.sleep(0.1)
     log.warning("container %s still not removed after %.0f s", str(container.id)[:12], timeout_s)

@@ -1,4 +1,8 @@
-"""The Docker-backed `Sandbox`: one hardened container per submission attempt."""
+"""The Docker-backed `Sandbox`: one hardened container per submission attempt.
+
+A pooled container when its pool has one, else a cold one made on the spot; both are
+served by `sw-run serve` as PID 1 and driven the same way (`container.AttachedSession`).
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,17 @@ from typing import Any
 import aiodocker
 
 from streamworker.contract import iso, now_utc
+from streamworker.errors import SandboxError
 from streamworker.languages.images import image_ref
 from streamworker.languages.registry import Language
 from streamworker.sandbox.budget import MemoryBudget
-from streamworker.sandbox.container import (
-    AttachedSession,
-    Session,
-    open_session,
-    remove_by_name,
-)
+from streamworker.sandbox.calls import RENAME_TIMEOUT_S, docker_call
+from streamworker.sandbox.container import AttachedSession, open_session, remove_by_name
 from streamworker.sandbox.pool import PooledContainer, PoolManager, remove_later
 from streamworker.sandbox.reaper import remove_submission_containers
 from streamworker.sandbox.spec import (
     ContainerPolicy,
+    attached_config,
     container_config,
     container_labels,
     container_name,
@@ -57,16 +59,24 @@ async def warm_session(
 
 
 async def _rename(docker: aiodocker.Docker, pooled: PooledContainer, name: str) -> None:
-    """Give a taken container the submission attempt's deterministic name (off the hot path)."""
+    """Give a taken container the submission attempt's deterministic name (off the hot
+    path; never raises: unnamed, it is still found by its labels and deadline)."""
     for _ in range(2):
         try:
-            await pooled.container.rename(name)
+            await docker_call(pooled.container.rename(name), RENAME_TIMEOUT_S, "rename")
             return
         except aiodocker.DockerError as exc:
             if exc.status != 409:
                 log.warning("renaming a pooled container to %s failed: %s", name, exc.message)
                 return
+        except SandboxError as exc:
+            log.warning("renaming a pooled container to %s failed: %s", name, exc.message)
+            return
+        try:
             await remove_by_name(docker, name)  # a leftover of a failed try holds the name
+        except (aiodocker.DockerError, SandboxError) as exc:
+            log.warning("removing the leftover %s failed: %s", name, exc)
+            return
 
 
 class DockerSandbox:
@@ -97,7 +107,7 @@ class DockerSandbox:
         language: Language,
         policy: ContainerPolicy,
         budget_s: float,
-    ) -> AsyncIterator[Session | AttachedSession]:
+    ) -> AsyncIterator[AttachedSession]:
         async with (
             self.budget.reserve(policy.memory_mb),
             self._session(submission_id, attempt, language, policy, budget_s) as session,
@@ -112,7 +122,7 @@ class DockerSandbox:
         language: Language,
         policy: ContainerPolicy,
         budget_s: float,
-    ) -> AsyncIterator[Session | AttachedSession]:
+    ) -> AsyncIterator[AttachedSession]:
         name = container_name(submission_id, attempt)
         if attempt > 1:
             # An earlier attempt may have died with its container still there.
@@ -133,8 +143,8 @@ class DockerSandbox:
             iso(deadline) or "",
             language.id,
         )
-        config = container_config(
-            self.image_for(language), policy, labels, sandbox_env(language.env)
+        config = attached_config(
+            container_config(self.image_for(language), policy, labels, sandbox_env(language.env))
         )
         config["HostConfig"].update(self.host_config_extra)
         async with open_session(self.docker, config, name) as session:

@@ -3,12 +3,11 @@
 A container costs ~200 ms to create and start; a pooled one is taken in microseconds,
 renamed to the submission's deterministic name, given the run's memory and pids limits
 (Docker can change those on a live container), used once, and destroyed — never reused.
-Everything else about it is fixed at create time and identical to a cold container
-(`spec.container_config`), so isolation is the same, except how runs get in: the pooled
-container's main process is `sw-run serve`, attached before start and driven over that
-stream (`spec.attached_config`, `container.AttachedSession`), which saves the ~60 ms a
-`docker exec` costs per step. Each pool refills in the background;
-its target size grows on misses and shrinks when idle, within [min, max] (min may be 0).
+Everything else about it is fixed at create time and identical to a cold container: the
+same payload (`spec.attached_config` of `spec.container_config`), made the same way
+(`container.start_served`) and driven the same way (`container.AttachedSession`), so a
+run gets the same verdict warm or cold. Each pool refills in the background; its
+target size grows on misses and shrinks when idle, within [min, max] (min may be 0).
 """
 
 from __future__ import annotations
@@ -27,18 +26,20 @@ from datetime import timedelta
 from typing import Any
 
 import aiodocker
-import aiohttp
 from aiodocker.stream import Stream
 
 from streamworker import metrics
 from streamworker.contract import iso, now_utc
+from streamworker.errors import SandboxError
 from streamworker.languages.images import image_ref
 from streamworker.languages.registry import Language, get_language
+from streamworker.sandbox.calls import INSPECT_TIMEOUT_S, LIST_TIMEOUT_S, docker_call
 from streamworker.sandbox.container import (
     AttachedSession,
-    close_stream,
-    open_stream,
+    ServedContainer,
     remove_container,
+    remove_served,
+    start_served,
 )
 from streamworker.sandbox.reaper import POOL_NAME_PREFIX, container_name_of
 from streamworker.sandbox.spec import (
@@ -46,7 +47,7 @@ from streamworker.sandbox.spec import (
     ContainerPolicy,
     attached_config,
     container_config,
-    limit_violations,
+    container_labels,
     sandbox_env,
 )
 from streamworker.settings import Settings
@@ -296,7 +297,9 @@ class LanguagePool:
         once a second: the loop wakes on every take.)"""
         if time.monotonic() - self._image_checked < IMAGE_CHECK_MIN_S:
             return
-        info = await self.docker.images.inspect(self.image)
+        info = await docker_call(
+            self.docker.images.inspect(self.image), INSPECT_TIMEOUT_S, "image inspect"
+        )
         self._image_checked = time.monotonic()
         image_id = str(info["Id"])
         if self._image_id is not None and image_id != self._image_id:
@@ -316,34 +319,20 @@ class LanguagePool:
     async def _create(self) -> PooledContainer:
         created = now_utc()
         budget = self.settings.pool_max_idle_s + max_budget_s(self.settings)
-        labels = {
-            f"{LABEL_PREFIX}.service": "streamworker",
-            f"{LABEL_PREFIX}.pool": self.language.id,
-            f"{LABEL_PREFIX}.worker-id": self.settings.worker_id,
-            f"{LABEL_PREFIX}.created-at": iso(created) or "",
-            f"{LABEL_PREFIX}.deadline-at": iso(created + timedelta(seconds=budget)) or "",
-            f"{LABEL_PREFIX}.language": self.language.id,
-        }
+        labels = container_labels(
+            None,
+            self.settings.worker_id,
+            iso(created) or "",
+            iso(created + timedelta(seconds=budget)) or "",
+            self.language.id,
+        )
         env = sandbox_env(self.language.env)
         config = attached_config(container_config(self.image, self.policy, labels, env))
         name = f"{POOL_NAME_PREFIX}{self.language.id}-{uuid.uuid4().hex[:12]}"
-        container = await self.docker.containers.create(config, name=name)
-        stream: Stream | None = None
-        try:
-            info = await container.show()
-            problems = limit_violations(config, info)
-            if problems:
-                raise RuntimeError("daemon dropped limits: " + "; ".join(problems))
-            stream = await open_stream(container)
-            await container.start()
-        except BaseException:
-            if stream is not None:
-                await asyncio.shield(close_stream(stream))
-            await asyncio.shield(remove_container(container))
-            raise
+        served = await start_served(self.docker, config, name)
         self.created += 1
         return PooledContainer(
-            container, stream, str(info.get("Image", "")), self.policy, time.monotonic()
+            served.container, served.stream, served.image_id, self.policy, time.monotonic()
         )
 
 
@@ -365,9 +354,8 @@ _background: set[asyncio.Task[Any]] = set()
 
 
 async def remove_pooled(pooled: PooledContainer) -> None:
-    """Hang up its stream, then remove the container."""
-    await close_stream(pooled.stream)
-    await remove_container(pooled.container)
+    """Hang up its stream, then remove the container; never raises."""
+    await remove_served(ServedContainer(pooled.container, pooled.stream, pooled.image_id))
 
 
 def remove_later(pooled: PooledContainer) -> None:
@@ -457,8 +445,12 @@ class PoolManager:
             ]
         }
         try:
-            found = await self.docker.containers.list(all=True, filters=json.dumps(filters))
-        except (aiodocker.DockerError, aiohttp.ClientError, ConnectionError) as exc:
+            found = await docker_call(
+                self.docker.containers.list(all=True, filters=json.dumps(filters)),
+                LIST_TIMEOUT_S,
+                "list",
+            )
+        except (aiodocker.DockerError, SandboxError) as exc:
             log.warning("listing pool containers failed: %s", exc)
             return 0
         left = [c for c in found if container_name_of(c._container).startswith(POOL_NAME_PREFIX)]

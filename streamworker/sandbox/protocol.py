@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamworker.errors import HelperProtocolError
+from streamworker.sandbox.failure import FailureKind
 from streamworker.sandbox.helper import HELPER_PATH
 
 REPORT_MARK = b"\x1eSWRUN "
@@ -33,6 +34,16 @@ class HelperLimits:
     output_bytes: int
     file_size_bytes: int
     nofile: int = 256
+    reset: bool = False
+    """Serve only: before this request's files, empty the work dir, /tmp and /dev/shm and
+    restore the snapshot (isolates test cases from each other)."""
+    snapshot: int = 0
+    """Serve only: save the work dir as the snapshot; 0 never, 1 after this request's files
+    are written (before the run), 2 after the run (e.g. after compiling)."""
+
+    def __post_init__(self) -> None:
+        if self.snapshot not in (0, 1, 2):
+            raise ValueError(f"snapshot must be 0, 1 or 2, not {self.snapshot!r}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class HelperReport:
     overflow_stream: int
     output_bytes: int
     exec_errno: int
+    runner_lost: bool = False
+    """The program killed the helper's runner: the report is PID 1's own (signal 9)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ class RawRun:
     report: HelperReport | None
     failure: str | None = None
     """Why there is no report (helper killed, worker timeout), when `report` is None."""
+    kind: FailureKind | None = None
+    """The same as a type, for the verdict (`sandbox.failure`)."""
 
 
 def new_nonce() -> str:
@@ -85,6 +100,8 @@ def helper_args(limits: HelperLimits, argv: Sequence[str]) -> list[str]:
         str(limits.file_size_bytes),
         "--nofile",
         str(limits.nofile),
+        *(["--reset", "1"] if limits.reset else []),
+        *(["--snapshot", str(limits.snapshot)] if limits.snapshot else []),
         "--",
         *argv,
     ]
@@ -257,6 +274,7 @@ def _report_fields(line: str) -> HelperReport:
             overflow_stream=int(fields.get("overflow_stream", "0")),
             output_bytes=int(fields["out_bytes"]),
             exec_errno=int(fields["exec_errno"]),
+            runner_lost=fields.get("runner_lost", "0") == "1",
         )
     except (KeyError, ValueError) as exc:
         raise HelperProtocolError(f"malformed helper report {line!r}") from exc

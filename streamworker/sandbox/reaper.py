@@ -13,6 +13,7 @@ from datetime import datetime
 
 import aiodocker
 
+from streamworker.sandbox.calls import DELETE_TIMEOUT_S, LIST_TIMEOUT_S, docker_call
 from streamworker.sandbox.spec import LABEL_PREFIX
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,13 @@ def is_orphaned_pool_container(
 async def reap_expired(
     docker: aiodocker.Docker, now: datetime, pool_max_idle_s: float = 300.0
 ) -> list[str]:
-    """Remove every expired streamworker container; returns the names removed."""
+    """Remove every expired streamworker container; returns the names removed.
+
+    A daemon that does not answer ends the round with `DockerUnavailable`."""
     removed: list[str] = []
-    containers = await docker.containers.list(all=True, filters=json.dumps(SERVICE_FILTER))
+    containers = await docker_call(
+        docker.containers.list(all=True, filters=json.dumps(SERVICE_FILTER)), LIST_TIMEOUT_S, "list"
+    )
     for container in containers:
         labels = container._container.get("Labels") or {}
         name = container_name_of(container._container, container.id)
@@ -70,7 +75,7 @@ async def reap_expired(
         ):
             continue
         try:
-            await container.delete(force=True, v=True)
+            await docker_call(container.delete(force=True, v=True), DELETE_TIMEOUT_S, "delete")
             removed.append(name)
         except aiodocker.DockerError as exc:
             if exc.status not in GONE:
@@ -81,12 +86,15 @@ async def reap_expired(
 
 
 async def remove_submission_containers(docker: aiodocker.Docker, submission_id: str) -> int:
-    """Remove every container of an earlier attempt of this submission (a retry's cleanup)."""
+    """Remove every container of an earlier attempt of this submission (a retry's cleanup).
+
+    Raises `DockerUnavailable` (retriable) when the daemon does not answer in time."""
     filters = {"label": [f"{LABEL_PREFIX}.submission-id={submission_id}"]}
     count = 0
-    for container in await docker.containers.list(all=True, filters=json.dumps(filters)):
+    listing = docker.containers.list(all=True, filters=json.dumps(filters))
+    for container in await docker_call(listing, LIST_TIMEOUT_S, "list"):
         try:
-            await container.delete(force=True, v=True)
+            await docker_call(container.delete(force=True, v=True), DELETE_TIMEOUT_S, "delete")
             count += 1
         except aiodocker.DockerError as exc:
             if exc.status not in GONE:

@@ -1,7 +1,7 @@
 """The container spec: policy in, exact Docker create payload out. Pure; no I/O.
 
 Every hardening decision lives here so it can be unit-tested byte for byte, and so
-`required_host_config` can check after create that the daemon kept each one.
+`limit_violations` can check after create that the daemon kept each one.
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ LABEL_PREFIX = "org.streamworker"
 NOFILE_LIMIT = 256
 SHM_BYTES = 8 * 1024 * 1024
 MEMORY_HEADROOM_MB = 16
-"""The helper and init live in the container's cgroup too; they get a little extra."""
+"""The helper lives in the container's cgroup too; it gets a little extra."""
 PIDS_HEADROOM = 4
-"""Init, the idle helper, the run helper and one spare are not the program's processes
-(attached: the serving helper, its runner and two spare)."""
+"""The serving helper (PID 1), its runner and two spare are not the program's processes
+(in an idle container driven by exec: init, the idle helper, the run helper, a spare)."""
+OOM_SCORE_ADJ = 500
+"""Raised OOM score: a host-wide OOM takes a sandbox before Kafka, PostgreSQL or the
+worker (a program may raise its own score further, never lower it without
+CAP_SYS_RESOURCE)."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,14 @@ def container_name_stem(submission_id: str) -> str:
 
 
 def container_labels(
-    submission_id: str, worker_id: str, created_at: str, deadline_at: str, language: str
+    submission_id: str | None, worker_id: str, created_at: str, deadline_at: str, language: str
 ) -> dict[str, str]:
+    """What the reaper and a retry find a container by. `submission_id` None: a warm
+    pool's container, labelled with its pool (its name tells whose it becomes)."""
+    owner = f"{LABEL_PREFIX}.pool" if submission_id is None else f"{LABEL_PREFIX}.submission-id"
     return {
         f"{LABEL_PREFIX}.service": "streamworker",
-        f"{LABEL_PREFIX}.submission-id": submission_id,
+        owner: language if submission_id is None else submission_id,
         f"{LABEL_PREFIX}.worker-id": worker_id,
         f"{LABEL_PREFIX}.created-at": created_at,
         f"{LABEL_PREFIX}.deadline-at": deadline_at,
@@ -81,7 +88,10 @@ def container_config(
     labels: Mapping[str, str],
     env: Mapping[str, str],
 ) -> dict[str, Any]:
-    """The `POST /containers/create` body for a hardened, idle sandbox container."""
+    """The `POST /containers/create` body for a hardened, idle sandbox container.
+
+    Every submission's container is `attached_config` of this (served by `sw-run
+    serve`); the idle form is what the benchmarks' exec floor and image checks run."""
     memory_bytes = (policy.memory_mb + MEMORY_HEADROOM_MB) * 1024 * 1024
     fsize = policy.file_size_kb * 1024
     return {
@@ -113,6 +123,7 @@ def container_config(
             "MemorySwap": memory_bytes,
             "PidsLimit": policy.processes + PIDS_HEADROOM,
             "NanoCpus": int(policy.cpus * 1e9),
+            "OomScoreAdj": OOM_SCORE_ADJ,
             "Ulimits": [
                 {"Name": "core", "Soft": 0, "Hard": 0},
                 {"Name": "fsize", "Soft": fsize, "Hard": fsize},

@@ -23,10 +23,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from streamworker import metrics
 from streamworker.audit import (
     AuditRecord,
     AuditStore,
@@ -38,8 +39,17 @@ from streamworker.audit import (
     started_record,
     upgrade,
 )
-from streamworker.audit.models import Base, audit_events, execution_runs, executions
+from streamworker.audit.models import (
+    Base,
+    audit_events,
+    audit_quarantine,
+    execution_runs,
+    executions,
+)
+from streamworker.audit.quarantine import record_from_json, record_json
+from streamworker.audit.writer import AuditWriter
 from streamworker.contract import ResultEvent, RunResult, Runtime, Status
+from streamworker.replay import requeue_quarantined
 
 REPO = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get(
@@ -408,3 +418,204 @@ async def test_unsupported_urls_are_rejected() -> None:
         await AuditStore.open("mysql+aiomysql://u:p@localhost/db")
     with pytest.raises(ValueError, match="async driver"):
         await AuditStore.open("postgresql+psycopg2://u:p@localhost/db")
+
+
+# -- lossless strings: NUL, surrogates and the escape character itself -------------------------
+
+ODD = "a\x00b ␀ ␀0 \ud800 \ud83d\ude00 😀"
+
+
+def odd_lifecycle(sid: str) -> list[AuditRecord]:
+    """A submission whose every string field can carry what PostgreSQL refuses raw."""
+    answer = ResultEvent(
+        submission_id=sid,
+        status=Status.RUNTIME_ERROR,
+        language=f"py{ODD}",
+        worker_id=f"w{ODD}",
+        received_at=at(0),
+        started_at=at(1),
+        finished_at=at(3),
+        message=f"crashed {ODD}",
+        runtime=Runtime(f"img{ODD}", None),
+        runs=(RunResult(f"case{ODD}", Status.RUNTIME_ERROR, f"out{ODD}\x00", f"err\x00{ODD}"),),
+        metadata={f"key{ODD}": [f"value{ODD}", {"\x00": "\x00"}], "plain": "x"},
+    )
+    rec = received(sid)
+    rec = AuditRecord(
+        rec.event_id,
+        sid,
+        "received",
+        1,
+        f"w{ODD}",
+        rec.occurred_at,
+        {**rec.payload, "language": f"py{ODD}", "metadata": dict(answer.metadata)},
+    )
+    return [
+        rec,
+        failed_record(sid, worker_id=f"w{ODD}", attempt=1, failed_at=at(2), message=ODD),
+        result_record(answer),
+    ]
+
+
+async def test_nul_and_surrogates_are_stored_losslessly(store: AuditStore) -> None:
+    sid = f"s-odd{ODD}"
+    events = odd_lifecycle(sid)
+    assert await store.append_many(events) == [True, True, True]
+    assert await store.append_many(events) == [False, False, False]  # the key still matches
+    assert await store.events(sid) == events
+    assert await store.finished_result(sid) == events[-1].payload
+    execution = await store.get_execution(sid)
+    assert execution is not None
+    assert execution["submission_id"] == sid
+    assert execution["language"] == f"py{ODD}"
+    assert execution["message"] == f"crashed {ODD}"
+    assert execution["worker_id"] == f"w{ODD}"
+    assert execution["metadata"] == events[-1].payload["metadata"]
+    assert [r["test_case_id"] for r in execution["runs"]] == [f"case{ODD}"]
+    before = await snapshot(store)
+    assert await store.rebuild_projections() == 1
+    assert await snapshot(store) == before
+    assert (await store.list_executions())[0]["language"] == f"py{ODD}"
+
+
+async def test_sql_users_see_the_documented_escape(store: AuditStore) -> None:
+    await store.append_many(odd_lifecycle("s-sql"))
+    language = "payload->>'language'"
+    if store.engine.dialect.name == "sqlite":
+        language = "json_extract(payload, '$.language')"
+    query = f"SELECT {language} FROM audit_events WHERE kind = 'received'"
+    async with store.engine.connect() as conn:
+        stored = (await conn.execute(text(query))).scalar_one()
+        column = (
+            await conn.execute(text("SELECT message FROM executions WHERE submission_id = 's-sql'"))
+        ).scalar_one()
+    assert stored == "pya␀0b ␀␀ ␀␀0 ␀ud800 ␀ud83d␀ude00 😀"
+    assert column == "crashed a␀0b ␀␀ ␀␀0 ␀ud800 ␀ud83d␀ude00 😀"
+
+
+# -- refused records: quarantined, never a stall ------------------------------------------------
+
+
+def refused_by_every_backend(sid: str) -> AuditRecord:
+    """`attempt` beyond any integer column: SQLite and PostgreSQL both refuse it."""
+    return AuditRecord(f"{sid}:huge", sid, "started", 2**70, "w1", at(1), {"image": "img"})
+
+
+async def test_a_refused_record_is_quarantined_while_the_rest_land(store: AuditStore) -> None:
+    writer = AuditWriter(store, max_backoff_s=0.05)
+    quarantined_before = (
+        metrics.REGISTRY.get_sample_value("streamworker_audit_quarantined_total") or 0.0
+    )
+    good = [received(f"s-q{i}") for i in range(6)] + odd_lifecycle("s-q-odd")
+    bad = refused_by_every_backend("s-q-bad")
+    for record in [*good[:3], bad, *good[3:]]:  # one batch: the writer is not running yet
+        writer.submit(record)
+    assert writer.lag_seconds() > 0
+    writer.start()
+    try:
+        assert await writer.drain(timeout_s=30) is True
+        assert writer.lag_seconds() == 0.0 and writer.pending == 0
+        assert writer.last_error is None
+        for record in good:
+            assert record in await store.events(record.submission_id)
+        assert await store.events("s-q-bad") == []
+        rows = await store.quarantine.unresolved()
+        assert [(r.event_id, r.submission_id, r.attempts) for r in rows] == [
+            (bad.event_id, "s-q-bad", 1)
+        ]
+        assert rows[0].error  # the database's reason
+        assert record_from_json(rows[0].record) == bad
+        assert (
+            metrics.REGISTRY.get_sample_value("streamworker_audit_quarantined_total")
+            == quarantined_before + 1
+        )
+        assert (await writer.health()).text() == "degraded: 1 record(s) quarantined"
+    finally:
+        await writer.stop()
+
+
+@pytest.mark.integration
+async def test_postgresql_refusing_nan_in_jsonb_is_quarantined(pg_url: str) -> None:
+    await upgrade(pg_url)
+    async with await AuditStore.open(pg_url) as audit:
+        writer = AuditWriter(audit)
+        nan = AuditRecord("s-nan:x", "s-nan", "started", 1, "w1", at(1), {"v": float("nan")})
+        writer.submit(received("s-nan"))
+        writer.submit(nan)
+        writer.start()
+        try:
+            assert await writer.drain(timeout_s=30) is True
+        finally:
+            await writer.stop()
+        assert [e.kind for e in await audit.events("s-nan")] == ["received"]
+        (row,) = await audit.quarantine.unresolved()
+        assert "[22P02]" in row.error and "json" in row.error
+
+
+async def test_requeue_lands_a_record_once_the_database_takes_it(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = received("s-requeue")
+    real_insert = store._insert_event
+
+    async def refuse_once(conn: Any, rec: AuditRecord) -> bool:
+        if rec.event_id == record.event_id:
+            raise DataError("INSERT", {}, Exception("refused for this test"))
+        return await real_insert(conn, rec)
+
+    monkeypatch.setattr(store, "_insert_event", refuse_once)
+    writer = AuditWriter(store)
+    writer.submit(record)
+    writer.submit(received("s-requeue-other"))
+    writer.start()
+    assert await writer.drain(timeout_s=30) is True
+    await writer.stop()
+    assert await store.quarantine.count_unresolved() == 1
+    assert await store.events("s-requeue") == []
+
+    # Still refused: the row stays, with one more attempt on record.
+    again = await requeue_quarantined(store)
+    assert again.landed == 0 and list(again.refused.values()) == [
+        "Exception: refused for this test"
+    ]
+    (row,) = await store.quarantine.unresolved()
+    assert row.attempts == 2
+
+    monkeypatch.setattr(store, "_insert_event", real_insert)
+    done = await requeue_quarantined(store)
+    assert (done.landed, done.refused) == (1, {})
+    assert await store.events("s-requeue") == [record]
+    assert await store.quarantine.count_unresolved() == 0
+    assert (await requeue_quarantined(store)).landed == 0
+    async with store.engine.connect() as conn:
+        resolved = (await conn.execute(select(audit_quarantine.c.resolved_at))).scalar_one()
+    assert resolved is not None
+
+
+async def test_requeue_of_a_record_the_operator_fixed(store: AuditStore) -> None:
+    bad = refused_by_every_backend("s-fix")
+    await store.quarantine.add(bad, "out of range")
+    assert (await requeue_quarantined(store)).landed == 0
+    (row,) = await store.quarantine.unresolved()
+    fixed = AuditRecord(bad.event_id, bad.submission_id, "started", 1, "w1", at(1), bad.payload)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            audit_quarantine.update()
+            .where(audit_quarantine.c.id == row.id)
+            .values(record=record_json(fixed))
+        )
+    assert (await requeue_quarantined(store)).landed == 1
+    assert await store.events("s-fix") == [fixed]
+
+
+async def test_an_outage_during_requeue_raises_and_marks_nothing(store: AuditStore) -> None:
+    await store.quarantine.add(received("s-outage"), "refused")
+    down = AuditStore(store.engine)
+
+    async def unreachable(records: Any) -> list[bool]:
+        raise ConnectionRefusedError("database down")
+
+    down._append = unreachable  # type: ignore[method-assign]
+    with pytest.raises(ConnectionRefusedError):
+        await requeue_quarantined(down)
+    assert await store.quarantine.count_unresolved() == 1

@@ -10,7 +10,6 @@ import textwrap
 import pytest
 
 from streamworker.contract import Status
-from streamworker.errors import ContainerGone
 from tests.integration.sandbox_util import SandboxRunner
 
 pytestmark = [pytest.mark.integration]
@@ -295,7 +294,10 @@ async def test_forged_helper_report_is_not_believed(sandbox_runner: SandboxRunne
     verdict = await sandbox_runner.with_benign(source=code, expected_output="accepted\n")
     assert verdict.status is Status.RUNTIME_ERROR, verdict
     run = verdict.runs[0]
-    assert run.cpu_time_s is None and run.memory_kb is None
+    # The figures are PID 1's own (it reaped the killed runner), never the forged ones.
+    assert run.exit_code is None and run.signal is None, run
+    assert (run.cpu_time_s, run.wall_time_s, run.memory_kb) != (1e-06, 1e-06, 1), run
+    assert run.memory_kb is None or run.memory_kb > 1, run
     assert "OPENED" not in run.stdout
 
 
@@ -327,11 +329,8 @@ async def test_forged_frames_are_only_output(sandbox_runner: SandboxRunner) -> N
         test_cases=[{"id": "1", "stdin": "3"}, {"id": "2", "stdin": "0"}],
     )
     first, second = verdict.runs
-    assert "OPENED helper" not in first.stdout, first.stdout
-    if sandbox_runner.warm:
-        # Served, PID 1 is the helper whose stdio is the stream. (Cold, PID 1 is Docker's
-        # init, whose stdio leads nowhere: runs come and go through exec.)
-        assert "OPENED pid1" not in first.stdout, first.stdout
+    # Cold or warm, PID 1 is the serving helper whose stdio is the stream.
+    assert "OPENED helper" not in first.stdout and "OPENED pid1" not in first.stdout, first
     assert first.stdout.endswith("after-forgery\n") and "forged" in first.stdout
     # The genuine report: the program's exit status and real figures, not the forged ones.
     assert first.status is Status.RUNTIME_ERROR and first.exit_code == 3, first
@@ -357,17 +356,11 @@ async def test_killing_every_process_it_can(sandbox_runner: SandboxRunner) -> No
         {"id": "kill", "stdin": "kill", "expected_output": "alive\n"},
         {"id": "after", "stdin": "", "expected_output": "alive\n"},
     ]
-    if not sandbox_runner.warm:
-        # The exec path's idle helper is killable: the container stops, a retry follows.
-        with pytest.raises(ContainerGone):
-            await sandbox_runner.run(source=code, test_cases=cases)
-        return
-    # Served: the helper is PID 1 and ignores the program's signals; only this run's
-    # runner dies (no report, no figures) and the next case runs in the same container.
+    # Cold or warm, the helper is PID 1 and ignores the program's signals; only this
+    # run's runner dies (PID 1 reports for it) and the next case runs in the container.
     verdict = await sandbox_runner.with_benign(source=code, test_cases=cases)
     killed, after = verdict.runs
-    assert killed.status is Status.RUNTIME_ERROR, killed
-    assert killed.cpu_time_s is None and killed.memory_kb is None
+    assert killed.status is Status.RUNTIME_ERROR and killed.exit_code is None, killed
     assert after.status is Status.ACCEPTED, after
 
 

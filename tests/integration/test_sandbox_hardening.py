@@ -11,7 +11,7 @@ from streamworker.contract import Status
 from streamworker.errors import LimitNotApplied
 from streamworker.sandbox.executor import DockerSandbox
 from streamworker.sandbox.helper import HELPER_PATH
-from streamworker.sandbox.spec import LABEL_PREFIX, container_name
+from streamworker.sandbox.spec import LABEL_PREFIX, OOM_SCORE_ADJ, container_name
 from tests.integration.sandbox_util import SandboxRunner
 
 pytestmark = [pytest.mark.integration]
@@ -48,13 +48,13 @@ async def test_live_container_has_every_hardening_setting(sandbox_runner: Sandbo
     assert host["ReadonlyRootfs"] is True
     assert host["Memory"] == host["MemorySwap"] == (200 + 16) * 1024 * 1024
     assert host["PidsLimit"] > 0
-    if sandbox_runner.warm:
-        # `sw-run serve` is PID 1 (no init holds the attached stdio) and stdin stays open.
-        assert host["Init"] is False
-        assert info["Config"]["Cmd"] == [HELPER_PATH, "serve"]
-        assert info["Config"]["OpenStdin"] is True and info["Config"]["StdinOnce"] is True
-    else:
-        assert host["Init"] is True
+    # Cold or warm, `sw-run serve` is PID 1 (no init holds the attached stdio) and stdin
+    # stays open.
+    assert host["Init"] is False
+    assert info["Config"]["Cmd"] == [HELPER_PATH, "serve"]
+    assert info["Config"]["OpenStdin"] is True and info["Config"]["StdinOnce"] is True
+    # A host-wide OOM takes the sandbox before Kafka, PostgreSQL or the worker.
+    assert host["OomScoreAdj"] == OOM_SCORE_ADJ > 0
     assert host["Privileged"] is False
     assert "nosuid" in host["Tmpfs"]["/workspace"] and "size=" in host["Tmpfs"]["/workspace"]
     assert "nosuid" in host["Tmpfs"]["/tmp"]

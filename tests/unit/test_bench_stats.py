@@ -30,7 +30,7 @@ from streamworker.bench.stats import percentile, ratio, summarize, throughput_pe
 from streamworker.bench.targets import check_targets
 from streamworker.bench.worker import isolated_settings, settings_env, worker_env
 from streamworker.languages.registry import get_language
-from streamworker.sandbox.spec import ContainerPolicy, container_config
+from streamworker.sandbox.spec import OOM_SCORE_ADJ, ContainerPolicy, container_config
 from streamworker.settings import Settings, load_settings
 
 # --- statistics -------------------------------------------------------------------------
@@ -248,6 +248,7 @@ def test_docker_run_argv_carries_every_hardening_flag() -> None:
         "--restart no",
         "--stop-signal SIGKILL",
         "--label l=v",
+        f"--oom-score-adj {OOM_SCORE_ADJ}",
     ):
         assert flag in joined, flag
     assert any(a.startswith("/workspace:rw,exec,nosuid,nodev,size=128m") for a in argv)

@@ -265,9 +265,9 @@ INVALID_CASES: list[tuple[str, bytes, str]] = [
     ("stdin int", event(stdin=1), "stdin"),
     ("stdin list", event(stdin=["a"]), "stdin"),
     ("args string", event(args="-v"), "args"),
-    ("args int item", event(args=["a", 1]), "args"),
-    ("args null item", event(args=[None]), "args"),
-    ("args NUL", event(args=["a\x00b"]), "args"),
+    ("args int item", event(args=["a", 1]), "args[1]"),
+    ("args null item", event(args=[None]), "args[0]"),
+    ("args NUL", event(args=["a\x00b"]), "args[0]"),
     ("args object", event(args={"a": "b"}), "args"),
     ("expected int", event(expected_output=3), "expected_output"),
     # test_cases
@@ -693,7 +693,10 @@ RUN_KEYS = {
     "cpu_time_s",
     "wall_time_s",
     "memory_kb",
+    "stdout_bytes",
+    "stderr_bytes",
 }
+"""v1's run keys plus the additive byte counts; `*_b64` appear only for non-UTF-8 bytes."""
 
 
 def result(**overrides: Any) -> ResultEvent:
@@ -765,7 +768,20 @@ class TestResultEvent:
             "cpu_time_s": None,
             "wall_time_s": None,
             "memory_kb": None,
+            "stdout_bytes": None,
+            "stderr_bytes": None,
         }
+
+    def test_b64_fields_appear_only_when_set(self) -> None:
+        binary = RunResult("a", Status.ACCEPTED, "\ufffd", stdout_b64="/w==", stdout_bytes=1)
+        assert binary.to_dict()["stdout_b64"] == "/w==" and "stderr_b64" not in binary.to_dict()
+        assert RunResult.from_dict(binary.to_dict()) == binary
+
+    def test_result_event_decode_inverts_to_dict(self) -> None:
+        runs = (RunResult("a", Status.ACCEPTED, "1\n", "", stdout_bytes=2, stderr_bytes=0),)
+        event = result(runs=runs, compile=RunResult(None, Status.ACCEPTED), event_id="e-9")
+        again = ResultEvent.decode(json.loads(event.encode()))
+        assert again == event and again.encode() == event.encode()
 
     def test_defaults_for_an_invalid_submission(self) -> None:
         event_dict = result(

@@ -137,7 +137,21 @@ class TestDuplicates:
         pipeline = Pipeline(Settings(worker_id="w"), NeverSandbox(), audit, FAST)
         outcome = await pipeline.handle(event_bytes(), SOURCE, answered=lambda sid: False)
         assert outcome.result is None
-        assert outcome.republish == published.to_dict()
+        assert outcome.republish == published
+        assert outcome.republish is not None and outcome.republish.encode() == published.encode()
+
+    async def test_attempts_that_never_finished_are_not_run_again(self) -> None:
+        # Three attempts started and none answered: the worker died each time.
+        started = [
+            started_record("s1", worker_id="w", attempt=n, started_at=NOW, image="i")
+            for n in (1, 2, 3)
+        ]
+        pipeline = Pipeline(Settings(worker_id="w"), NeverSandbox(), MemoryAudit(started), FAST)
+        outcome = await pipeline.handle(event_bytes(), SOURCE)
+        assert outcome.result is not None and outcome.dead_letter is not None
+        assert outcome.result.status is Status.INTERNAL_ERROR
+        assert "gave up after 3 attempts" in (outcome.result.message or "")
+        assert dict(outcome.dead_letter.headers)["error_type"] == b"PoisonEvent"
 
     async def test_an_interrupted_attempt_is_retried_with_the_next_number(self) -> None:
         started = started_record("s1", worker_id="w", attempt=1, started_at=NOW, image="i")

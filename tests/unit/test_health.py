@@ -10,9 +10,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamworker import metrics
-from streamworker.contract import RunResult, Status
-from streamworker.health import CHECK_TIMEOUT_S, HealthReport, check, gather_health
+from streamworker.audit.status import AuditHealth
+from streamworker.contract import DockerHealthEvent, DockerStatus, RunResult, Status, now_utc
+from streamworker.errors import ConfigError
+from streamworker.health import (
+    CHECK_TIMEOUT_S,
+    HealthReport,
+    check,
+    decide_readiness,
+    gather_health,
+)
 from streamworker.judge import Verdict
+from streamworker.settings import load_settings
 
 BODY_KEYS = {"status", "docker", "kafka", "database", "timestamp"}
 
@@ -196,3 +205,79 @@ def test_observe_verdict() -> None:
     assert value(
         "streamworker_execution_duration_seconds_sum", {"language": lang, "stage": "run"}
     ) == pytest.approx(0.3)
+
+
+# -------------------------------------------------------------------------------- audit
+
+
+class TestAuditInHealth:
+    def test_lag_beyond_the_threshold_is_degraded_and_says_so(self) -> None:
+        audit = AuditHealth(lag_s=45.2, quarantined=0, lag_degraded_s=30)
+        report = HealthReport("connected", "connected", "connected", "t", audit.text())
+        body = report.body()
+        assert body["status"] == "degraded"
+        assert body["audit"] == "degraded: lag 45s > 30s"
+        assert set(body) == BODY_KEYS | {"audit"}
+        # Still served with 200: a liveness restart would drop the queued records.
+        assert report.healthy is True
+
+    def test_quarantine_is_degraded(self) -> None:
+        audit = AuditHealth(lag_s=0.0, quarantined=2)
+        assert audit.text() == "degraded: 2 record(s) quarantined"
+        report = HealthReport("connected", "connected", "connected", "t", audit.text())
+        assert report.status == "degraded"
+
+    def test_both_reasons_are_named(self) -> None:
+        text = AuditHealth(lag_s=31, quarantined=1, lag_degraded_s=30).text()
+        assert text == "degraded: lag 31s > 30s; 1 record(s) quarantined"
+
+    def test_lag_at_the_threshold_is_fine(self) -> None:
+        assert AuditHealth(lag_s=30.0, quarantined=0, lag_degraded_s=30).text() == "ok"
+        report = HealthReport("connected", "connected", "connected", "t", "ok")
+        assert report.body()["status"] == "healthy" and report.body()["audit"] == "ok"
+
+    def test_a_dependency_down_outranks_a_degraded_audit(self) -> None:
+        report = HealthReport("connected", "down", "connected", "t", "degraded: lag 99s > 30s")
+        assert report.status == "unhealthy" and report.healthy is False
+
+    async def test_gather_health_asks_the_audit(self) -> None:
+        async def ok() -> None:
+            return None
+
+        async def lagging() -> AuditHealth:
+            return AuditHealth(lag_s=120, quarantined=0, lag_degraded_s=30)
+
+        report = await gather_health(ok, ok, ok, audit=lagging)
+        assert report.body()["status"] == "degraded"
+        assert report.audit == "degraded: lag 120s > 30s"
+
+    async def test_an_audit_probe_that_fails_is_reported_not_raised(self) -> None:
+        async def ok() -> None:
+            return None
+
+        async def broken() -> AuditHealth:
+            raise RuntimeError("no writer")
+
+        report = await gather_health(ok, ok, ok, audit=broken)
+        assert report.audit == "unknown: RuntimeError: no writer"
+        assert report.status == "degraded"
+
+    def test_readiness_reports_the_audit_but_stays_ready(self) -> None:
+        docker = DockerHealthEvent(
+            "w-1", DockerStatus.HEALTHY, None, True, "unix", "20.10", "1.41", 1.0, 0, (), now_utc()
+        )
+        audit = AuditHealth(lag_s=0, quarantined=3)
+        report = decide_readiness(docker, "connected", "assigned", audit)
+        assert report.ready
+        assert report.body()["status"] == "ready"
+        assert report.body()["audit"] == "degraded: 3 record(s) quarantined"
+        assert "audit" not in decide_readiness(docker, "connected", "assigned").body()
+
+
+def test_the_lag_threshold_is_a_setting() -> None:
+    base = {"STREAMWORKER_WORKER_ID": "w"}
+    assert load_settings(base).audit_lag_degraded_s == 30.0
+    env = {**base, "STREAMWORKER_AUDIT_LAG_DEGRADED_S": "5"}
+    assert load_settings(env).audit_lag_degraded_s == 5.0
+    with pytest.raises(ConfigError, match="STREAMWORKER_AUDIT_LAG_DEGRADED_S"):
+        load_settings({**base, "STREAMWORKER_AUDIT_LAG_DEGRADED_S": "0"})

@@ -20,6 +20,8 @@ from streamworker.judge import (
     run_limits_for,
 )
 from streamworker.languages.registry import load_registry
+from streamworker.sandbox.failure import FailureKind
+from streamworker.sandbox.protocol import RawRun
 from streamworker.settings import COMPILE_LIMITS, DEFAULT_LIMITS, RunLimits, Settings
 
 
@@ -53,7 +55,7 @@ class TestInterpreted:
         assert call.argv == ["fakepy", "main.fp", "-x", "y"]
         assert call.files == [("main.fp", b"print(input())")]
         assert call.stdin == "héllo\n".encode()
-        assert call.limits == helper_limits(DEFAULT_LIMITS)
+        assert call.limits == dataclasses.replace(helper_limits(DEFAULT_LIMITS), snapshot=1)
         assert verdict.status is Status.ACCEPTED
         assert verdict.message is None
         assert verdict.compile is None
@@ -114,6 +116,12 @@ class TestInterpreted:
         assert [c.stdin for c in calls] == [b"a", b"b", b"c"]
         assert [len(c.files) for c in calls] == [1, 0, 0]
         assert all(c.argv == ["fakepy", "main.fp"] for c in calls)
+        # The delivered files are saved; every later case starts from them alone.
+        assert [(c.limits.snapshot, c.limits.reset) for c in calls] == [
+            (1, False),
+            (0, True),
+            (0, True),
+        ]
         assert [r.test_case_id for r in verdict.runs] == ["c1", "c2", "c3"]
         assert verdict.status is Status.ACCEPTED
         assert len(sandbox.sessions) == 1
@@ -139,6 +147,46 @@ class TestInterpreted:
         ]
         assert verdict.runs[1].signal == "SIGSEGV"
         assert verdict.status is Status.RUNTIME_ERROR
+
+    @pytest.mark.parametrize(
+        ("kind", "status"),
+        [
+            (FailureKind.OOM_KILLED, Status.MEMORY_LIMIT_EXCEEDED),
+            (FailureKind.WORKER_TIMEOUT, Status.TIME_LIMIT_EXCEEDED),
+            (FailureKind.OUTPUT_FLOOD, Status.OUTPUT_LIMIT_EXCEEDED),
+        ],
+    )
+    async def test_a_run_that_ends_its_container_is_the_last(
+        self, settings: Settings, fakes: Any, kind: FailureKind, status: Status
+    ) -> None:
+        def responder(call: Any, index: int) -> Any:
+            if index == 1:
+                return RawRun(b"", b"", None, "the container is gone", kind)
+            return fakes.make_raw(stdout=call.stdin)
+
+        sandbox = fakes.FakeSandbox(responder=responder)
+        sub = submission(test_cases=cases(("a", "a"), ("b", "b"), ("c", "c"), ("d", "d")))
+        verdict = await judge(sub, fakes.interpreted, settings, sandbox)
+        assert len(sandbox.calls) == 2, "no case may run in a container that is gone"
+        assert [r.status for r in verdict.runs] == [Status.ACCEPTED, status]
+        assert verdict.status is status
+        assert verdict.message is not None and "2 later case(s) were not run" in verdict.message
+
+    async def test_a_refused_request_is_internal_error_and_the_cases_go_on(
+        self, settings: Settings, fakes: Any
+    ) -> None:
+        def responder(call: Any, index: int) -> Any:
+            if index == 0:
+                why = "the sandbox helper refused the request: 'x: File exists'"
+                return RawRun(b"", b"x: File exists", None, why, FailureKind.HELPER_ERROR)
+            return fakes.make_raw(stdout=call.stdin)
+
+        sandbox = fakes.FakeSandbox(responder=responder)
+        sub = submission(test_cases=cases(("a", "a"), ("b", "b")))
+        verdict = await judge(sub, fakes.interpreted, settings, sandbox)
+        assert [r.status for r in verdict.runs] == [Status.INTERNAL_ERROR, Status.ACCEPTED]
+        assert verdict.status is Status.INTERNAL_ERROR
+        assert "File exists" in verdict.runs[0].stderr
 
     async def test_expected_outputs_never_reach_the_sandbox(
         self, settings: Settings, sandbox: Any, fakes: Any
@@ -197,11 +245,15 @@ class TestCompiled:
         assert compile_call.argv == ["fakecc", "-o", "main", "main.fc"]
         assert compile_call.files == [("main.fc", b"int main(){}")]
         assert compile_call.stdin == b""
-        assert compile_call.limits == helper_limits(COMPILE_LIMITS)
+        # The compile's workdir is saved; each case starts from it alone.
+        assert compile_call.limits == dataclasses.replace(helper_limits(COMPILE_LIMITS), snapshot=2)
         assert [c.argv for c in runs] == [["./main", "7"], ["./main", "7"]]
         assert [c.files for c in runs] == [[], []]
         assert [c.stdin for c in runs] == [b"1", b"2"]
-        assert all(c.limits == helper_limits(DEFAULT_LIMITS) for c in runs)
+        assert [c.limits for c in runs] == [
+            helper_limits(DEFAULT_LIMITS),
+            dataclasses.replace(helper_limits(DEFAULT_LIMITS), reset=True),
+        ]
         assert verdict.status is Status.ACCEPTED
         assert verdict.compile is not None
         assert verdict.compile.status is Status.ACCEPTED

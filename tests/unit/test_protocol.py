@@ -120,6 +120,30 @@ class TestHelperCommand:
     def test_helper_is_an_absolute_path(self) -> None:
         assert HELPER_PATH.startswith("/")
 
+    def test_isolation_options_only_when_asked_for(self) -> None:
+        plain = HelperLimits(1, 1, 1, 1)
+        assert "--reset" not in helper_args(plain, ["x"])
+        assert "--snapshot" not in helper_args(plain, ["x"])
+        both = HelperLimits(1, 1, 1, 1, reset=True, snapshot=2)
+        args = helper_args(both, ["--reset", "0"])
+        assert args[args.index("--nofile") + 2 :] == [
+            "--reset",
+            "1",
+            "--snapshot",
+            "2",
+            "--",
+            "--reset",
+            "0",
+        ]
+        after_files = helper_args(HelperLimits(1, 1, 1, 1, snapshot=1), ["x"])
+        assert after_files[-4:] == ["--snapshot", "1", "--", "x"]
+        assert "--reset" not in after_files
+
+    @pytest.mark.parametrize("snapshot", [-1, 3, 10])
+    def test_snapshot_is_0_1_or_2(self, snapshot: int) -> None:
+        with pytest.raises(ValueError, match="snapshot"):
+            HelperLimits(1, 1, 1, 1, snapshot=snapshot)
+
 
 # ----------------------------------------------------------------------------- split_report
 
@@ -158,6 +182,12 @@ class TestSplitReport:
         assert report.timed_out is True
         assert report.output_exceeded is True
         assert report.overflow_stream == 2
+
+    def test_runner_lost(self) -> None:
+        _, lost = split_report(NONCE, report_line(fields=FIELDS + " runner_lost=1"))
+        _, kept = split_report(NONCE, report_line(fields=FIELDS + " runner_lost=0"))
+        _, older = split_report(NONCE, report_line())
+        assert (lost.runner_lost, kept.runner_lost, older.runner_lost) == (True, False, False)
 
     def test_exec_errno(self) -> None:
         _, report = split_report(
@@ -265,6 +295,12 @@ class TestEncodeRequest:
         )
         assert data == head + encode_input(NONCE, files, b"in")
 
+    def test_isolation_options_travel_as_arguments(self) -> None:
+        limits = HelperLimits(1, 1, 1, 1, reset=True, snapshot=1)
+        data = encode_request(NONCE, limits, ["true"], [], b"")
+        assert data.startswith(f"SWSERVE1 {len(helper_args(limits, ['true']))}\n".encode())
+        assert b"7\n--reset1\n110\n--snapshot1\n12\n--4\ntrue" in data
+
     def test_arguments_are_length_prefixed_bytes(self) -> None:
         data = encode_request(NONCE, LIMITS, ["echo", "a\nb", "é"], [], b"")
         tail = b"2\n--4\necho3\na\nb2\n" + "é".encode()
@@ -363,6 +399,14 @@ class TestServedRun:
     def test_out_of_step_streams_are_errors(self, frames: list[tuple[bytes, bytes]]) -> None:
         with pytest.raises(HelperProtocolError):
             self.feed(ServedRun(NONCE), *frames)
+
+    def test_a_report_written_by_pid_1_for_a_lost_runner(self) -> None:
+        fields = FIELDS.replace("exit=0 signal=0", "exit=-1 signal=9") + " runner_lost=1"
+        run = ServedRun(NONCE)
+        self.feed(run, (FRAME_REPORT, served_report(fields=fields)), (FRAME_END, NONCE.encode()))
+        raw = run.raw_run()
+        assert raw.failure is None and raw.report is not None
+        assert raw.report.runner_lost and raw.report.signal == 9 and raw.report.exit_code is None
 
     def test_parse_report_checks_the_nonce(self) -> None:
         assert parse_report(NONCE, served_report()).memory_kb == 4096

@@ -17,6 +17,7 @@ from streamworker.sandbox.spec import (
     LABEL_PREFIX,
     MEMORY_HEADROOM_MB,
     NOFILE_LIMIT,
+    OOM_SCORE_ADJ,
     SANDBOX_PATH,
     SANDBOX_UID,
     WORKDIR,
@@ -98,6 +99,10 @@ class TestContainerConfig:
         assert host["Memory"] == expected
         assert host["MemorySwap"] == host["Memory"]
         assert host.get("OomKillDisable") in (None, False)
+
+    def test_a_host_wide_oom_takes_a_sandbox_first(self) -> None:
+        # Kafka, PostgreSQL and the worker keep the default 0; a sandbox goes before them.
+        assert config()["HostConfig"]["OomScoreAdj"] == OOM_SCORE_ADJ == 500
 
     def test_pids_and_cpus(self) -> None:
         host = config(ContainerPolicy(memory_mb=64, processes=10, workspace_mb=8, cpus=0.5))[
@@ -202,6 +207,18 @@ def test_labels() -> None:
     }
 
 
+def test_pool_labels_name_the_pool_instead_of_a_submission() -> None:
+    labels = container_labels(None, "w1", "2024-01-01T00:00:00Z", "2024-01-01T00:01:00Z", "c")
+    assert labels == {
+        f"{LABEL_PREFIX}.service": "streamworker",
+        f"{LABEL_PREFIX}.pool": "c",
+        f"{LABEL_PREFIX}.worker-id": "w1",
+        f"{LABEL_PREFIX}.created-at": "2024-01-01T00:00:00Z",
+        f"{LABEL_PREFIX}.deadline-at": "2024-01-01T00:01:00Z",
+        f"{LABEL_PREFIX}.language": "c",
+    }
+
+
 # --------------------------------------------------------------------------- limit_violations
 
 
@@ -244,6 +261,8 @@ VIOLATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("pids missing", _drop("PidsLimit"), "PidsLimit"),
     ("rootfs writable", _set("ReadonlyRootfs", False), "ReadonlyRootfs"),
     ("cpus dropped", _set("NanoCpus", 0), "NanoCpus"),
+    ("oom score dropped", _set("OomScoreAdj", 0), "OomScoreAdj"),
+    ("oom score missing", _drop("OomScoreAdj"), "OomScoreAdj"),
     ("no init", _set("Init", None), "Init"),
     ("network bridge", _set("NetworkMode", "bridge"), "NetworkMode"),
     ("network host", _set("NetworkMode", "host"), "NetworkMode"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import signal as signals
 from typing import Any
 
@@ -18,10 +19,13 @@ from streamworker.errors import (
     LimitNotApplied,
     UnknownLanguage,
 )
+from streamworker.sandbox.failure import FailureKind
 from streamworker.sandbox.protocol import HelperReport, RawRun
 from streamworker.settings import RunLimits
 from streamworker.verdict import (
+    FAILURE_STATUS,
     OOM_SLACK,
+    KeptOutput,
     decode_output,
     outputs_match,
     run_result,
@@ -61,8 +65,13 @@ def raw(stdout: bytes = b"", stderr: bytes = b"", **overrides: Any) -> RawRun:
     return RawRun(stdout, stderr, report(**overrides))
 
 
-def no_report(failure: str | None, stdout: bytes = b"", stderr: bytes = b"") -> RawRun:
-    return RawRun(stdout, stderr, None, failure)
+def no_report(
+    failure: str | None,
+    stdout: bytes = b"",
+    stderr: bytes = b"",
+    kind: FailureKind | None = None,
+) -> RawRun:
+    return RawRun(stdout, stderr, None, failure, kind)
 
 
 # --------------------------------------------------------------------------- outputs_match
@@ -117,28 +126,78 @@ def test_signal_name(number: int | None, name: str | None) -> None:
 
 
 def test_decode_output() -> None:
-    assert decode_output(b"abc", 3) == ("abc", False)
-    assert decode_output(b"abcd", 3) == ("abc", True)
-    assert decode_output(b"", 0) == ("", False)
-    assert decode_output(b"\xff ok", 10) == ("\ufffd ok", False)
-    # cutting inside a multi-byte character leaves a replacement character, not an error
-    assert decode_output("é".encode(), 1) == ("\ufffd", True)
+    assert decode_output(b"abc", 3) == KeptOutput("abc", None, False)
+    assert decode_output(b"abcd", 3) == KeptOutput("abc", None, True)
+    assert decode_output(b"", 0) == KeptOutput("", None, False)
+    # bytes that are not UTF-8 travel exactly in base64 beside the replaced text
+    assert decode_output(b"\xff ok", 10) == KeptOutput("\ufffd ok", "/yBvaw==", False)
+    # a cut inside a multi-byte character of valid text keeps whole characters only
+    assert decode_output("aé".encode(), 2) == KeptOutput("a", None, True)
+    assert decode_output("é".encode(), 1) == KeptOutput("", None, True)
+
+
+def test_decode_output_binary_round_trips() -> None:
+    data = bytes(range(256))
+    kept = decode_output(data, 1024)
+    assert kept.b64 is not None and base64.b64decode(kept.b64) == data
+    cut = decode_output(data, 200)
+    assert cut.cut and cut.b64 is not None and base64.b64decode(cut.b64) == data[:200]
 
 
 # ----------------------------------------------------------------------------- run_status
 
 
 class TestRunStatus:
-    def test_no_report_and_worker_timeout_is_tle(self) -> None:
+    @pytest.mark.parametrize(
+        ("kind", "status"),
+        [
+            (FailureKind.WORKER_TIMEOUT, Status.TIME_LIMIT_EXCEEDED),
+            (FailureKind.OUTPUT_FLOOD, Status.OUTPUT_LIMIT_EXCEEDED),
+            (FailureKind.HELPER_ERROR, Status.INTERNAL_ERROR),
+            (FailureKind.OOM_KILLED, Status.MEMORY_LIMIT_EXCEEDED),
+            (None, Status.RUNTIME_ERROR),
+        ],
+    )
+    def test_no_report_is_decided_by_the_failure_kind(
+        self, kind: FailureKind | None, status: Status
+    ) -> None:
+        assert run_status(no_report("why", kind=kind), LIMITS) == (status, None)
+
+    def test_the_failure_text_decides_nothing(self) -> None:
+        # The message is for people; a program printing it changes no verdict.
         failure = "the sandbox helper did not finish in time; container killed"
-        assert run_status(no_report(failure), LIMITS) == (Status.TIME_LIMIT_EXCEEDED, None)
+        assert run_status(no_report(failure), LIMITS) == (Status.RUNTIME_ERROR, None)
+        oom = no_report("did not finish in time", kind=FailureKind.OOM_KILLED)
+        assert run_status(oom, LIMITS) == (Status.MEMORY_LIMIT_EXCEEDED, None)
+
+    def test_every_failure_kind_has_a_status(self) -> None:
+        assert set(FAILURE_STATUS) == set(FailureKind)
 
     @pytest.mark.parametrize(
-        "failure",
-        [None, "output beyond the helper's limit; container killed", "helper sent no report"],
+        ("overrides", "status"),
+        [
+            ({"signal": 9, "exit_code": None}, Status.RUNTIME_ERROR),
+            ({"timed_out": True, "signal": 9}, Status.TIME_LIMIT_EXCEEDED),
+            ({"oom_kills": 1, "signal": 9}, Status.MEMORY_LIMIT_EXCEEDED),
+            # A lost runner's figures are not the program's: none of them decides.
+            ({"cpu_time_s": 99.0, "memory_kb": 10**7, "exit_code": 0}, Status.RUNTIME_ERROR),
+            ({"exec_errno": 2}, Status.RUNTIME_ERROR),
+        ],
     )
-    def test_no_report_otherwise_is_runtime_error(self, failure: str | None) -> None:
-        assert run_status(no_report(failure), LIMITS) == (Status.RUNTIME_ERROR, None)
+    def test_a_lost_runner_is_judged_by_the_helpers_own_findings(
+        self, overrides: dict[str, Any], status: Status
+    ) -> None:
+        assert run_status(raw(runner_lost=True, **overrides), LIMITS) == (status, None)
+
+    def test_internal_error_of_a_refused_request_keeps_the_helpers_message(self) -> None:
+        refused = no_report(
+            "the sandbox helper refused the request: 'main.py: File exists'",
+            stderr=b"main.py: File exists",
+            kind=FailureKind.HELPER_ERROR,
+        )
+        result = result_of(refused)
+        assert result.status is Status.INTERNAL_ERROR
+        assert "File exists" in result.stderr and result.cpu_time_s is None
 
     def test_exec_errno_is_internal_error(self) -> None:
         status = run_status(raw(exec_errno=2, exit_code=127), LIMITS)
@@ -268,6 +327,8 @@ class TestRunResult:
             "cpu_time_s": 0.123457,
             "wall_time_s": 0.234568,
             "memory_kb": 4321,
+            "stdout_bytes": 3,
+            "stderr_bytes": 4,
         }
 
     def test_matching_expected_output_is_accepted(self) -> None:
