@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 from collections.abc import Iterator
 
 from streamworker.contract import ResultEvent, RunResult
@@ -51,34 +52,27 @@ def clip(text: str, max_chars: int) -> str:
     return f"{text[:max_chars]}… ({len(text)} characters)"
 
 
-def json_char_len(ch: str) -> int:
-    """Bytes one character takes in our JSON encoding (`ensure_ascii=False`)."""
-    code = ord(ch)
-    if ch in '"\\\n\r\t\b\f':
-        return 2
-    if code < 0x20:
-        return 6
-    if code < 0x80:
-        return 1
-    if code < 0x800:
-        return 2
-    if 0xD800 <= code <= 0xDFFF:
-        return 6  # a lone surrogate cannot be UTF-8; not produced by our decoding
-    return 3 if code < 0x10000 else 4
-
-
 def json_text_len(text: str) -> int:
-    return sum(json_char_len(ch) for ch in text)
+    """Bytes `text` takes inside our JSON encoding (`ensure_ascii=False`), quotes excluded.
+
+    Measured by the encoder itself (in C): outputs run to megabytes per result.
+    """
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
 
 
 def _prefix_within(text: str, budget: int) -> str:
-    """The longest prefix of `text` whose JSON encoding takes at most `budget` bytes."""
-    used = 0
-    for i, ch in enumerate(text):
-        used += json_char_len(ch)
-        if used > budget:
-            return text[:i]
-    return text
+    """The longest prefix of `text` whose JSON encoding takes at most `budget` bytes
+    (a binary search: the encoded length grows with the prefix)."""
+    if json_text_len(text) <= budget:
+        return text
+    low, high = 0, min(len(text), max(0, budget))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if json_text_len(text[:mid]) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -142,7 +142,7 @@ class WorkerRuntime:
     async def start(self) -> None:
         self._docker = connect(self.endpoint)
         self._store = await AuditStore.open(self.settings.resolved_database_url())
-        self._writer = AuditWriter(self._store)
+        self._writer = AuditWriter(self._store, lag_degraded_s=self.settings.audit_lag_degraded_s)
         self._writer.start()
         self._kafka = AIOKafkaClient(bootstrap_servers=self.settings.kafka_bootstrap)
         try:
@@ -210,11 +210,15 @@ class WorkerRuntime:
     async def health(self) -> HealthReport:
         if not self.ready.is_set():
             return HealthReport("starting", "starting", "starting", iso(now_utc()) or "")
-        return await gather_health(self._ping_docker, self._ping_kafka, self._ping_database)
+        assert self._writer is not None
+        return await gather_health(
+            self._ping_docker, self._ping_kafka, self._ping_database, audit=self._writer.health
+        )
 
     async def readiness(self, consumer: str) -> ReadinessReport:
         """`/ready`: the monitor's last Docker verdict, a Kafka round trip, the group state."""
         if not self.ready.is_set():
             return decide_readiness(None, "starting", consumer)
         kafka, _ = await check(self._ping_kafka)
-        return decide_readiness(self.monitor.current, kafka, consumer)
+        audit = self._writer.health_now() if self._writer is not None else None
+        return decide_readiness(self.monitor.current, kafka, consumer, audit)

@@ -18,17 +18,20 @@ import sys
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import aiodocker
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.producer import message_accumulator
+from aiokafka.producer import producer as producer_module
+from aiokafka.record.default_records import DefaultRecordBatchBuilder, _DefaultRecordBatchBuilderPy
 from aiokafka.structs import TopicPartition
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -399,6 +402,36 @@ class Case:
     fallback: Case | None = None
     notes: list[str] = field(default_factory=list)
     delivered: bool = True
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    """Record headers; a key may be a `RawHeaderKey` to put bytes that are not UTF-8."""
+    tombstone: bool = False
+    """Send a null value (`value` must then be b"")."""
+
+
+class RawHeaderKey(str):
+    """A header key that aiokafka's pure-Python record builder writes as `raw` bytes,
+    though Kafka's clients decode header keys as UTF-8 (kcat or librdkafka send such
+    keys just as easily)."""
+
+    raw: bytes = b"\xff\xfe"
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
+
+
+@contextlib.contextmanager
+def python_record_builder() -> Iterator[None]:
+    """aiokafka's pure-Python batch builder for the sends inside (it honours
+    `RawHeaderKey`; the C builder encodes keys itself)."""
+    with (
+        mock.patch.object(
+            message_accumulator, "DefaultRecordBatchBuilder", _DefaultRecordBatchBuilderPy
+        ),
+        mock.patch.object(
+            producer_module, "DefaultRecordBatchBuilder", _DefaultRecordBatchBuilderPy
+        ),
+    ):
+        yield
 
 
 def json_event(event: dict[str, Any]) -> bytes:
@@ -441,7 +474,14 @@ async def send_cases(bootstrap: str, topic: str, cases: Iterable[Case]) -> list[
         )
         await producer.start()
         try:
-            await producer.send_and_wait(topic, case.value, key=case.key)
+            raw_keys = any(isinstance(k, RawHeaderKey) for k, _ in case.headers)
+            with python_record_builder() if raw_keys else contextlib.nullcontext():
+                await producer.send_and_wait(
+                    topic,
+                    None if case.tombstone else case.value,
+                    key=case.key,
+                    headers=case.headers or None,
+                )
         except KafkaError as exc:
             if case.broker == "accepts":
                 problems.append(f"{case.name}: producing it failed: {exc!r}")

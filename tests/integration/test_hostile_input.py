@@ -34,6 +34,7 @@ from tests.integration.hostile_util import (
     Check,
     Need,
     Outcomes,
+    RawHeaderKey,
     Seen,
     Worker,
     delete_topics,
@@ -688,6 +689,22 @@ async def test_events_at_and_over_the_kafka_size_limits(suite: Suite) -> None:
     ]
     assert len(cases[2].value) > MAX_SOURCE_BYTES, "the gzip case must exceed the source budget"
     suite.verdict("kafka-limits", await suite.run_group("kafka-limits", cases, 60))
+
+
+async def test_records_kafka_accepts_but_clients_choke_on(suite: Suite) -> None:
+    """A header key that is not UTF-8 (aiokafka's reader raises on it, on every fetch of
+    the partition) and a tombstone (null value)."""
+    hello = {"language": "python", "source": "print('hi')\n"}
+    header_case = suite.case(
+        "header-key-not-utf8",
+        check=lambda got: expect_run(got, 0, status="accepted", stdout="hi\n"),
+        **hello,
+    )
+    header_case.headers = [(RawHeaderKey("k"), b"v"), ("fine", b"1")]
+    tombstone = suite.case("tombstone", result=Need.NONE, dlq=Need.ONE, raw=b"")
+    tombstone.tombstone = True
+    cases = [header_case, tombstone]
+    suite.verdict("kafka-records", await suite.run_group("kafka-records", cases, 60))
 
 
 async def test_the_worker_survived_and_the_audit_caught_up(suite: Suite) -> None:
