@@ -159,7 +159,9 @@ async def test_health_is_200_with_the_contract_body(start_worker: Any, tmp_path:
     body = json.loads(raw)
     assert body["status"] == "healthy"
     assert body["docker"] == body["kafka"] == body["database"] == "connected"
-    assert set(body) == {"status", "docker", "kafka", "database", "timestamp"}
+    # The contract's keys, plus the additive `audit` (lag / quarantine) field.
+    assert set(body) == {"status", "docker", "kafka", "database", "timestamp", "audit"}
+    assert body["audit"] == "ok"
     status, raw = await asyncio.to_thread(http_get, f"{worker.url}/metrics")
     text = raw.decode()
     assert "streamworker_runs_in_flight" in text
