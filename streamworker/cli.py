@@ -39,7 +39,7 @@ def _print_result(result: dict[str, Any]) -> None:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from streamworker.app import run_worker
+    from streamworker.worker.lifecycle import run_worker
 
     run_worker(settings, loglevel=args.loglevel)
     return 0
@@ -59,7 +59,7 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_images_build(settings: Settings, args: argparse.Namespace) -> int:
-    from streamworker.languages.images import build_images
+    from streamworker.images.builder import build_images
 
     outcomes = asyncio.run(
         build_images(args.languages or None, settings=settings, force=args.force)
@@ -69,7 +69,7 @@ def cmd_images_build(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_languages(settings: Settings, args: argparse.Namespace) -> int:
-    from streamworker.languages.images import list_languages
+    from streamworker.images.builder import list_languages
 
     rows = asyncio.run(list_languages(settings))
     if args.json:

@@ -15,8 +15,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
-import aiodocker
-import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.engine import make_url
 
@@ -30,14 +28,15 @@ from streamworker.errors import (
     LimitNotApplied,
     StreamworkerError,
 )
+from streamworker.images.builder import list_languages
 from streamworker.judge import judge
-from streamworker.languages.images import list_languages
 from streamworker.languages.registry import get_language
-from streamworker.sandbox.connection import DockerEndpoint, connect, resolve_endpoint
+from streamworker.sandbox import probe as daemon
+from streamworker.sandbox.connection import DockerClient, DockerEndpoint, connect, resolve_endpoint
 from streamworker.sandbox.executor import DockerSandbox
 from streamworker.sandbox.tls import explain_failure
 from streamworker.settings import Settings
-from streamworker.topics import topic_names
+from streamworker.worker.topics import topic_names
 
 CHECK_TIMEOUT_S = 15.0
 SANDBOX_TIMEOUT_S = 60.0
@@ -45,7 +44,6 @@ SANDBOX_TIMEOUT_S = 60.0
 HELLO = 'print("hello from the sandbox")\n'
 BUILD_IMAGES = "run `streamworker images build` (or `make images`)"
 START_STACK = "run `make up`"
-_DOCKER_FAILURES = (aiodocker.DockerError, aiohttp.ClientError, OSError)
 
 
 @dataclass(frozen=True)
@@ -151,7 +149,7 @@ class Doctor:
         if self.docker is not None:
             await self.docker.close()
 
-    def _client(self) -> tuple[aiodocker.Docker, DockerEndpoint]:
+    def _client(self) -> tuple[DockerClient, DockerEndpoint]:
         if self.docker is None or self.endpoint is None:
             raise CheckFailed(
                 "skipped: no usable Docker endpoint (see docker.endpoint)",
@@ -169,26 +167,22 @@ class Doctor:
     async def docker_daemon(self) -> str:
         docker, endpoint = self._client()
         try:
-            begin = time.monotonic()
-            async with docker._query("_ping", versioned_api=False) as response:
-                await response.read()
-            ping_ms = (time.monotonic() - begin) * 1000
-            version = await docker.version()
-        except _DOCKER_FAILURES as exc:
-            raise docker_failure(exc, endpoint) from exc
+            ping_ms = await daemon.ping(docker, CHECK_TIMEOUT_S, endpoint=endpoint)
+            version = await daemon.version(docker, CHECK_TIMEOUT_S, endpoint=endpoint)
+        except DockerUnavailable as exc:
+            raise docker_failure(exc.__cause__ or exc, endpoint) from exc
         return (
-            f"Docker {version.get('Version')} (API {version.get('ApiVersion')}, "
-            f"minimum {version.get('MinAPIVersion')}), {version.get('Os')}/"
-            f"{version.get('Arch')}, kernel {version.get('KernelVersion')}; client aiodocker "
-            f"{aiodocker.__version__} on API {docker.api_version}; ping {ping_ms:.1f} ms"
+            f"Docker {version.version} (API {version.api_version}, minimum "
+            f"{version.min_api_version}), {version.os}/{version.arch}, kernel "
+            f"{version.kernel}; client {version.client}; ping {ping_ms:.1f} ms"
         )
 
     async def docker_info(self) -> str:
         docker, endpoint = self._client()
         try:
-            info = await docker.system.info()
-        except _DOCKER_FAILURES as exc:
-            raise docker_failure(exc, endpoint) from exc
+            info = await daemon.info(docker, CHECK_TIMEOUT_S, endpoint=endpoint)
+        except DockerUnavailable as exc:
+            raise docker_failure(exc.__cause__ or exc, endpoint) from exc
         security = _security(list(info.get("SecurityOptions") or []))
         detail = (
             f"cgroup v{info.get('CgroupVersion', '1')} ({info.get('CgroupDriver')}), "

@@ -92,7 +92,7 @@ class TransactionBroken(StreamworkerError):
     """A partition's Kafka transaction can take no more output (its producer failed).
 
     Only a fresh producer with the same transactional id, and a consumer rewound to the
-    committed offsets, can go on: the worker restarts in place (see `app.run_worker`).
+    committed offsets, can go on: the worker restarts in place (see `worker.lifecycle.run_worker`).
     """
 
     code = "kafka.transaction_broken"

@@ -25,9 +25,10 @@ from streamworker.contract import (
 )
 from streamworker.errors import InvalidEvent
 from streamworker.languages.registry import Language, expand
-from streamworker.sandbox.protocol import WORKER_GRACE_S, HelperLimits, RawRun
-from streamworker.sandbox.spec import ContainerPolicy
-from streamworker.settings import RunLimits, Settings
+from streamworker.limits import RunLimits
+from streamworker.sandbox.policy import SessionRequest, container_policy, time_budget_s
+from streamworker.sandbox.protocol import HelperLimits, RawRun
+from streamworker.settings import Settings
 from streamworker.verdict import run_result
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,7 @@ class RunSession(Protocol):
 class Sandbox(Protocol):
     def image_for(self, language: Language) -> str: ...
 
-    def session(
-        self,
-        *,
-        submission_id: str,
-        attempt: int,
-        language: Language,
-        policy: ContainerPolicy,
-        budget_s: float,
-    ) -> AbstractAsyncContextManager[RunSession]: ...
+    def session(self, request: SessionRequest) -> AbstractAsyncContextManager[RunSession]: ...
 
 
 @dataclass(frozen=True)
@@ -159,15 +152,6 @@ def program_files(
     return files, entrypoint
 
 
-def time_budget_s(
-    language: Language, limits: RunLimits, compile_limits: RunLimits, cases: int
-) -> float:
-    """The longest a submission can legitimately take (its container's deadline)."""
-    per_run = limits.wall_time_s + WORKER_GRACE_S + 1.0
-    compile_s = compile_limits.wall_time_s + WORKER_GRACE_S if language.compiled else 0.0
-    return compile_s + per_run * max(1, cases)
-
-
 def check_sizes(submission: Submission, settings: Settings) -> None:
     """The configured source and test-case maxima, checked again before any container.
 
@@ -205,6 +189,28 @@ def run_limits_for(submission: Submission, language: Language, settings: Setting
         ) from exc
 
 
+def session_request(
+    submission: Submission,
+    language: Language,
+    limits: RunLimits,
+    settings: Settings,
+    attempt: int = 1,
+) -> SessionRequest:
+    """What judging `submission` with `limits` asks of the sandbox.
+
+    Pure, so the benchmarks run their baselines under exactly the container the
+    worker would ask for, without judging anything.
+    """
+    compile_limits = settings.compile_limits
+    return SessionRequest(
+        submission_id=submission.submission_id,
+        attempt=attempt,
+        language=language,
+        policy=container_policy(language, limits, compile_limits, settings),
+        budget_s=time_budget_s(language, limits, compile_limits, len(submission.test_cases)),
+    )
+
+
 async def judge(
     submission: Submission,
     language: Language,
@@ -216,25 +222,13 @@ async def judge(
     check_sizes(submission, settings)
     limits = run_limits_for(submission, language, settings)
     files, entrypoint = program_files(submission, language)
-    compile_limits = settings.compile_limits
-    container_memory = max(limits.memory_mb, compile_limits.memory_mb if language.compiled else 0)
-    policy = ContainerPolicy(
-        memory_mb=container_memory,
-        processes=max(limits.processes, compile_limits.processes if language.compiled else 0),
-        workspace_mb=settings.workspace_mb,
-        file_size_kb=max(limits.file_size_kb, compile_limits.file_size_kb),
-    )
+    request = session_request(submission, language, limits, settings, attempt)
+    policy = request.policy
     keep = settings.result_output_kb * 1024
     image = sandbox.image_for(language)
     started_at = now_utc()
     begin = time.monotonic()
-    async with sandbox.session(
-        submission_id=submission.submission_id,
-        attempt=attempt,
-        language=language,
-        policy=policy,
-        budget_s=time_budget_s(language, limits, compile_limits, len(submission.test_cases)),
-    ) as session:
+    async with sandbox.session(request) as session:
         compile_result: RunResult | None = None
         pending_files: list[tuple[str, bytes]] = files
         if language.compile is not None:
@@ -245,7 +239,7 @@ async def judge(
             if compile_result.status is not Status.ACCEPTED:
                 status, why, failed = compile_failure(compile_result)
                 return Verdict(status, why, failed, (), image, session.image_id, started_at)
-            if (container_memory, policy.processes) != (limits.memory_mb, limits.processes):
+            if (policy.memory_mb, policy.processes) != (limits.memory_mb, limits.processes):
                 # Compilers get more; each run gets exactly its own limits back.
                 await session.restrict(limits.memory_mb, limits.processes)
         cases = submission.test_cases or (None,)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -16,8 +17,32 @@ from prometheus_client import (
 
 from streamworker import __version__
 
-if TYPE_CHECKING:
-    from streamworker.judge import Verdict
+
+class Measured(Protocol):
+    """One compile or run as metrics read it (the contract's `RunResult` fits)."""
+
+    @property
+    def wall_time_s(self) -> float | None: ...
+
+    @property
+    def cpu_time_s(self) -> float | None: ...
+
+    @property
+    def memory_kb(self) -> int | None: ...
+
+
+class Judged(Protocol):
+    """A judged submission as metrics read it (the judge's `Verdict` fits).
+
+    Structural, so that metrics, which everything may import, imports nothing above it.
+    """
+
+    @property
+    def compile(self) -> Measured | None: ...
+
+    @property
+    def runs(self) -> Sequence[Measured]: ...
+
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # drops the *_created series (about half the page)
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -173,7 +198,8 @@ DOCKER_EVENT_STREAM_BREAKS = Counter(
 )
 
 
-def observe_verdict(language: str, verdict: Verdict, elapsed_s: float) -> None:
+def observe_verdict(language: str, verdict: Judged, elapsed_s: float) -> None:
+    """Time the submission and each of its stages' wall time, CPU time and peak memory."""
     SUBMISSION_SECONDS.labels(language).observe(elapsed_s)
     stages = [("compile", verdict.compile)] if verdict.compile is not None else []
     for stage, run in [*stages, *(("run", r) for r in verdict.runs)]:

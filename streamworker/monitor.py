@@ -22,8 +22,7 @@ from aiokafka import AIOKafkaProducer
 from streamworker import metrics
 from streamworker.contract import DockerHealthEvent, DockerStatus, now_utc
 from streamworker.errors import ConfigError, UnknownLanguage
-from streamworker.languages.images import image_ref
-from streamworker.languages.registry import get_language, load_registry
+from streamworker.languages.registry import get_language, image_ref, load_registry
 from streamworker.sandbox.connection import DockerEndpoint
 from streamworker.sandbox.probe import FAILURES, PROBE_TIMEOUT_S, Daemon, DockerFactory, Probe
 from streamworker.settings import Settings

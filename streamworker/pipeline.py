@@ -1,7 +1,9 @@
-"""One submission event in, one outcome out: decode, judge, build the result. No Kafka types.
+"""One submission event in, one outcome out: decode, judge, build and record the result.
 
-The Faust agent calls `Pipeline.handle` and publishes what it returns; everything here
-is plain async code, testable with a fake sandbox and an in-memory audit sink.
+No Kafka types. The worker's `Delivery` calls `Pipeline.handle` and publishes what it
+returns: the result already fitted under the message limit and in the audit log, so the
+publishing side only sends. Everything here is plain async code, testable with a fake
+sandbox and an in-memory audit sink.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -128,20 +130,41 @@ class Pipeline:
     async def handle(
         self, value: bytes, source: Source, answered: Callable[[str], bool] | None = None
     ) -> Outcome:
-        """Decode and judge one event; never raises (but for cancellation).
+        """Decode and judge one event; its result comes back fitted and recorded.
 
         `answered(submission_id)` says the submission's answer is already committed to the
         results topic (the app's transactional table): then nothing is done at all.
-        Whatever goes wrong with one event ends as an outcome for that event alone.
+        Whatever goes wrong with one event ends as an outcome for that event alone; only
+        recording the result can raise, and then the caller publishes the event's failure
+        outcome instead (`fail`), exactly as when Kafka refuses a record.
         """
         received_at = now_utc()
         try:
-            return await self._handle(value, source, answered, received_at)
+            outcome = await self._handle(value, source, answered, received_at)
         except Exception as exc:
             log.exception(
                 "handling %s[%d]@%d crashed", source.topic, source.partition, source.offset
             )
-            return self.failed(value, source, exc, received_at)
+            outcome = self.failed(value, source, exc, received_at)
+        return await self.recorded(outcome)
+
+    async def fail(
+        self,
+        value: bytes,
+        source: Source,
+        exc: Exception,
+        message: str | None = None,
+        received_at: datetime | None = None,
+    ) -> Outcome:
+        """`failed`, with its answer fitted and recorded like any result to publish."""
+        return await self.recorded(self.failed(value, source, exc, received_at, message))
+
+    async def recorded(self, outcome: Outcome) -> Outcome:
+        """The outcome with its new result passed through `record_result` (a republished
+        result was recorded when first published and is sent again unchanged)."""
+        if outcome.result is None:
+            return outcome
+        return replace(outcome, result=await self.record_result(outcome.result))
 
     def failed(
         self,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from streamworker.budgets import BUDGETS, DecodeBudgets
 from streamworker.errors import ConfigError
+from streamworker.limits import COMPILE_LIMITS, DEFAULT_LIMITS, LIMIT_NAMES, MAX_LIMITS, RunLimits
 
 
 @dataclass(frozen=True)
@@ -25,51 +26,6 @@ class Topics:
     results: str = "streamworker.results"
     docker_health: str = "streamworker.docker-health"
     dlq: str = "streamworker.submissions.dlq"
-
-
-@dataclass(frozen=True)
-class RunLimits:
-    """Per-run resource limits in base-ish units named by the contract."""
-
-    cpu_time_s: float
-    wall_time_s: float
-    memory_mb: int
-    processes: int
-    output_kb: int
-    file_size_kb: int
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {
-            "cpu_time_s": self.cpu_time_s,
-            "wall_time_s": self.wall_time_s,
-            "memory_mb": self.memory_mb,
-            "processes": self.processes,
-            "output_kb": self.output_kb,
-            "file_size_kb": self.file_size_kb,
-        }
-
-
-LIMIT_NAMES = ("cpu_time_s", "wall_time_s", "memory_mb", "processes", "output_kb", "file_size_kb")
-
-DEFAULT_LIMITS = RunLimits(
-    cpu_time_s=2.0, wall_time_s=5.0, memory_mb=256, processes=64, output_kb=1024, file_size_kb=10240
-)
-MAX_LIMITS = RunLimits(
-    cpu_time_s=20.0,
-    wall_time_s=60.0,
-    memory_mb=2048,
-    processes=256,
-    output_kb=16384,
-    file_size_kb=65536,
-)
-COMPILE_LIMITS = RunLimits(
-    cpu_time_s=30.0,
-    wall_time_s=60.0,
-    memory_mb=1024,
-    processes=128,
-    output_kb=1024,
-    file_size_kb=131072,
-)
 
 
 @dataclass(frozen=True)

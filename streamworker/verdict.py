@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from streamworker.contract import Compare, RunResult, Status
 from streamworker.errors import InvalidEvent, StreamworkerError, UnknownLanguage
+from streamworker.limits import RunLimits
 from streamworker.sandbox.failure import FailureKind
 from streamworker.sandbox.protocol import RawRun
-from streamworker.settings import RunLimits
 
 OOM_SLACK = 0.97
 """A SIGKILL at >= 97 % of the memory limit is the OOM killer even if its counter is unreadable."""

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from streamworker.languages.mirror import debian_source_lines
+from streamworker.images.mirror import debian_source_lines
 from streamworker.settings import load_settings
 
 RECIPE_VERSION = "2"

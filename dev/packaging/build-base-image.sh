@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the worker's base image offline: Debian bookworm with Python 3, venv, tini and
 # CA certificates, bootstrapped by mmdebstrap and streamed into `docker import` — no
-# registry involved, like the runtime images (streamworker/languages/images.py).
+# registry involved, like the runtime images (streamworker/images/).
 #
 #   dev/packaging/build-base-image.sh            # skips when the tag carries the recipe hash
 #   dev/packaging/build-base-image.sh --force
@@ -41,7 +41,7 @@ py="$ROOT/.venv/bin/python"
 mapfile -t SOURCES < <(
   cd "$ROOT" && "$py" -c '
 import sys
-from streamworker.languages.mirror import debian_source_lines
+from streamworker.images.mirror import debian_source_lines
 from streamworker.settings import load_settings
 s = load_settings()
 print("\n".join(debian_source_lines(s.debian_suite, override=s.debian_mirror)))'

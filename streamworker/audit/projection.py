@@ -3,7 +3,7 @@
 Pure and deterministic: the rows depend on the *set* of events only, never on delivery
 order or duplicates, so an incremental update and a full replay always agree. Rules:
 the result event (`finished`/`invalid`) with the highest attempt wins (ties: later
-`occurred_at`, then larger `event_id`); any result beats `received`/`started`/`failed`;
+`occurred_at`, then larger `event_id`); any result beats `received`/`started`;
 without a result the row is in progress (`status` NULL).
 """
 
@@ -55,7 +55,6 @@ RUN_COLUMNS = (
 _KIND_RANK: dict[str, int] = {
     AuditKind.RECEIVED: 0,
     AuditKind.STARTED: 1,
-    AuditKind.FAILED: 2,
     AuditKind.PUBLISHED: 3,
     AuditKind.INVALID: 4,
     AuditKind.FINISHED: 4,
@@ -244,12 +243,11 @@ def project_submission(records: Iterable[AuditRecord]) -> Projection:
         if latest_started is not None:
             stamp = _parse_time(latest_started.payload.get("started_at"))
             started_at = stamp or latest_started.occurred_at
-        failure = latest if latest.kind == AuditKind.FAILED else None
         row |= {
             "language": fallback_language,
             "status": None,
             "judge0_status_id": None,
-            "message": _str(failure.payload.get("message")) if failure else None,
+            "message": None,
             "received_at": received_time(),
             "started_at": started_at,
             "finished_at": None,

@@ -22,12 +22,16 @@ _EVENT_NAMESPACE = uuid.UUID("4f0b7e55-6a4e-4c0e-9a8e-5d3c2b1a0f99")
 
 
 class AuditKind(StrEnum):
-    """What happened to a submission; `failed` = the attempt crashed or was abandoned."""
+    """What happened to a submission.
+
+    There is no "failed" fact: an attempt that ends at all ends in a result (an
+    `internal_error` after the retries), and one that crashed writes nothing more; its
+    `started` without a result is how the next attempt (and an operator) sees it.
+    """
 
     RECEIVED = "received"
     STARTED = "started"
     FINISHED = "finished"
-    FAILED = "failed"
     INVALID = "invalid"
     PUBLISHED = "published"
 
@@ -129,28 +133,6 @@ def started_record(
         worker_id=worker_id,
         occurred_at=started_at,
         payload={"started_at": iso(started_at), "image": image},
-    )
-
-
-def failed_record(
-    submission_id: str,
-    *,
-    worker_id: str,
-    attempt: int,
-    failed_at: datetime,
-    message: str,
-    code: str | None = None,
-    event_id: str | None = None,
-) -> AuditRecord:
-    """The attempt crashed or was abandoned; the submission stays unanswered (in progress)."""
-    return AuditRecord(
-        event_id=event_id or fact_event_id(submission_id, AuditKind.FAILED, attempt),
-        submission_id=submission_id,
-        kind=AuditKind.FAILED,
-        attempt=attempt,
-        worker_id=worker_id,
-        occurred_at=failed_at,
-        payload={"failed_at": iso(failed_at), "message": message, "code": code},
     )
 
 

@@ -9,8 +9,7 @@ import aiodocker
 
 from streamworker.bench.programs import Program
 from streamworker.contract import iso, now_utc
-from streamworker.languages.images import image_ref
-from streamworker.languages.registry import Language
+from streamworker.languages.registry import Language, image_ref
 from streamworker.sandbox.spec import SANDBOX_PATH, ContainerPolicy, container_labels
 from streamworker.settings import Settings
 

@@ -13,7 +13,8 @@ from streamworker.bench.scenario import EXECUTOR_COLD, EXECUTOR_WARM, RunFailed,
 from streamworker.contract import Status
 from streamworker.judge import Sandbox, judge
 from streamworker.sandbox.executor import DockerSandbox
-from streamworker.sandbox.pool import PoolManager, wait_removals
+from streamworker.sandbox.pool import PoolManager
+from streamworker.sandbox.pooled import wait_removals
 
 POOL_FILL_TIMEOUT_S = 120.0
 

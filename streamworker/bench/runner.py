@@ -38,9 +38,9 @@ from streamworker.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def _context(settings: Settings, docker: Any, programs: Sequence[Program]) -> BenchContext:
+def _context(settings: Settings, docker: Any, programs: Sequence[Program]) -> BenchContext:
     languages = {p.language: get_language(p.language) for p in programs}
-    policies = {p.key: await judged_policy(p, languages[p.language], settings) for p in programs}
+    policies = {p.key: judged_policy(p, languages[p.language], settings) for p in programs}
     return BenchContext(settings, docker, languages, policies)
 
 
@@ -105,7 +105,7 @@ async def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]
     try:
         meta: dict[str, Any] = {"command": options.command, "options": options.as_dict()}
         meta["machine"] = await machine_info(docker)
-        ctx = await _context(settings, docker, programs)
+        ctx = _context(settings, docker, programs)
         meta["policies"] = {key: vars(policy) for key, policy in ctx.policies.items()}
         rows, meta["host_tools"] = await _in_process(ctx, programs, options)
         meta["machine"]["load_average_after_in_process"] = load_average()

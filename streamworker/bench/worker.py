@@ -20,8 +20,9 @@ from typing import Any
 
 import aiohttp
 
+from streamworker.limits import RunLimits
 from streamworker.sandbox.spec import SANDBOX_PATH
-from streamworker.settings import DockerSettings, RunLimits, Settings, Topics, load_settings
+from streamworker.settings import DockerSettings, Settings, Topics, load_settings
 
 log = logging.getLogger(__name__)
 

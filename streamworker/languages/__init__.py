@@ -1,1 +1,1 @@
-"""Language registry (data) and the offline runtime-image builder."""
+"""The language registry: data (`registry.toml`, conformance cases) and pure functions."""

@@ -1,7 +1,9 @@
 """Load the language registry: a TOML data file, one table per language.
 
 Adding a language is an entry in `registry.toml` plus a conformance file in
-`conformance/<id>.toml`; no code changes.
+`conformance/<id>.toml`; no code changes. Data and pure functions only: the sandbox
+(which runs a language's image) and the image builder (which makes it) both read the
+registry, so it depends on neither, and names an image (`image_ref`) for both.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from streamworker.errors import UnknownLanguage
 
@@ -49,6 +51,21 @@ class Language:
         """Hash of everything that goes into the image; a change means a rebuild."""
         recipe = {"packages": sorted(self.packages), "setup": list(self.setup), "id": self.id}
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ImageNaming(Protocol):
+    """What an image's name depends on besides the language (`Settings` fits)."""
+
+    @property
+    def image_prefix(self) -> str: ...
+
+    @property
+    def debian_suite(self) -> str: ...
+
+
+def image_ref(lang: Language, naming: ImageNaming) -> str:
+    """The user's own image if the entry names one, else ours for the suite."""
+    return lang.image or f"{naming.image_prefix}/{lang.id}:{naming.debian_suite}"
 
 
 def _language(lang_id: str, raw: Mapping[str, Any]) -> Language:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import aiodocker
 
@@ -13,6 +13,9 @@ from streamworker.errors import ConfigError
 from streamworker.settings import DockerSettings
 
 ConnectionKind = Literal["unix", "tcp", "tls"]
+DockerClient: TypeAlias = aiodocker.Docker
+"""A connected client as code outside `streamworker.sandbox` holds it: an opaque handle
+passed back to sandbox functions (`probe.ping`, `DockerSandbox`), never called itself."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,20 @@ def resolve_endpoint(settings: DockerSettings) -> DockerEndpoint:
             )
         return DockerEndpoint(f"http://{rest}", "tcp")
     raise ConfigError("DOCKER_HOST", f"unsupported scheme in {host!r} (unix://, tcp://)")
+
+
+def endpoint_of(docker: aiodocker.Docker) -> DockerEndpoint:
+    """The endpoint a client talks to, as far as naming a failure needs (no TLS context).
+
+    Lets a caller that holds only a client (`probe.ping`) explain a failure in the same
+    words as one that resolved the endpoint itself.
+    """
+    # The URL as given: aiodocker rewrites `docker_host` of a unix socket to a dummy
+    # `unix://localhost` for composing request URLs.
+    url = str(docker._connection_info)
+    if url.startswith("unix://"):
+        return DockerEndpoint(url, "unix")
+    return DockerEndpoint(url, "tls" if url.startswith("https://") else "tcp")
 
 
 def connect(endpoint: DockerEndpoint) -> aiodocker.Docker:

@@ -17,12 +17,13 @@ import aiodocker
 
 from streamworker.contract import iso, now_utc
 from streamworker.errors import SandboxError
-from streamworker.languages.images import image_ref
-from streamworker.languages.registry import Language
+from streamworker.languages.registry import Language, image_ref
 from streamworker.sandbox.budget import MemoryBudget
 from streamworker.sandbox.calls import RENAME_TIMEOUT_S, docker_call
 from streamworker.sandbox.container import AttachedSession, open_session, remove_by_name
-from streamworker.sandbox.pool import PooledContainer, PoolManager, remove_later
+from streamworker.sandbox.policy import SessionRequest
+from streamworker.sandbox.pool import PoolManager
+from streamworker.sandbox.pooled import PooledContainer, remove_later
 from streamworker.sandbox.reaper import remove_submission_containers
 from streamworker.sandbox.spec import (
     ContainerPolicy,
@@ -99,30 +100,18 @@ class DockerSandbox:
         return image_ref(language, self.settings)
 
     @asynccontextmanager
-    async def session(
-        self,
-        *,
-        submission_id: str,
-        attempt: int,
-        language: Language,
-        policy: ContainerPolicy,
-        budget_s: float,
-    ) -> AsyncIterator[AttachedSession]:
+    async def session(self, request: SessionRequest) -> AsyncIterator[AttachedSession]:
         async with (
-            self.budget.reserve(policy.memory_mb),
-            self._session(submission_id, attempt, language, policy, budget_s) as session,
+            self.budget.reserve(request.policy.memory_mb),
+            self._session(request) as session,
         ):
             yield session
 
     @asynccontextmanager
-    async def _session(
-        self,
-        submission_id: str,
-        attempt: int,
-        language: Language,
-        policy: ContainerPolicy,
-        budget_s: float,
-    ) -> AsyncIterator[AttachedSession]:
+    async def _session(self, request: SessionRequest) -> AsyncIterator[AttachedSession]:
+        """A warm container when the pool has one that fits, else a cold one."""
+        submission_id, attempt = request.submission_id, request.attempt
+        language, policy = request.language, request.policy
         name = container_name(submission_id, attempt)
         if attempt > 1:
             # An earlier attempt may have died with its container still there.
@@ -135,7 +124,7 @@ class DockerSandbox:
                 yield session
             return
         created = now_utc()
-        deadline = created + timedelta(seconds=budget_s + DEADLINE_SLACK_S)
+        deadline = created + timedelta(seconds=request.budget_s + DEADLINE_SLACK_S)
         labels = container_labels(
             submission_id,
             self.settings.worker_id,

@@ -6,85 +6,30 @@ renamed to the submission's deterministic name, given the run's memory and pids 
 Everything else about it is fixed at create time and identical to a cold container: the
 same payload (`spec.attached_config` of `spec.container_config`), made the same way
 (`container.start_served`) and driven the same way (`container.AttachedSession`), so a
-run gets the same verdict warm or cold. Each pool refills in the background; its
-target size grows on misses and shrinks when idle, within [min, max] (min may be 0).
+run gets the same verdict warm or cold. One `LanguagePool` per language (in
+`language_pool`) keeps the containers; `pooled` removes them after their single use.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import math
-import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
 
 import aiodocker
-from aiodocker.stream import Stream
 
-from streamworker import metrics
-from streamworker.contract import iso, now_utc
 from streamworker.errors import SandboxError
-from streamworker.languages.images import image_ref
-from streamworker.languages.registry import Language, get_language
-from streamworker.sandbox.calls import INSPECT_TIMEOUT_S, LIST_TIMEOUT_S, docker_call
-from streamworker.sandbox.container import (
-    AttachedSession,
-    ServedContainer,
-    remove_container,
-    remove_served,
-    start_served,
-)
+from streamworker.languages.registry import Language, get_language, image_ref
+from streamworker.sandbox.calls import LIST_TIMEOUT_S, docker_call
+from streamworker.sandbox.container import remove_container
+from streamworker.sandbox.language_pool import LanguagePool
+from streamworker.sandbox.pooled import PooledContainer, wait_removals
 from streamworker.sandbox.reaper import POOL_NAME_PREFIX, container_name_of
-from streamworker.sandbox.spec import (
-    LABEL_PREFIX,
-    ContainerPolicy,
-    attached_config,
-    container_config,
-    container_labels,
-    sandbox_env,
-)
+from streamworker.sandbox.spec import LABEL_PREFIX, ContainerPolicy
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
-IMAGE_CHECK_MIN_S = 1.0
-
-
-@dataclass
-class PooledContainer:
-    container: aiodocker.containers.DockerContainer
-    stream: Stream
-    """Attached before start and open while the container waits; its only user is the
-    submission that takes the container."""
-    image_id: str
-    policy: ContainerPolicy
-    created_monotonic: float
-
-    def session(self) -> AttachedSession:
-        return AttachedSession(self.container, self.image_id, self.stream)
-
-
-def pool_policy(language: Language, settings: Settings) -> ContainerPolicy:
-    """The create-time policy of a language's pool: what a default submission needs."""
-    run_memory = max(
-        settings.default_limits.memory_mb, int(language.limits_floor.get("memory_mb", 0))
-    )
-    run_pids = max(
-        settings.default_limits.processes, int(language.limits_floor.get("processes", 0))
-    )
-    compiled = language.compiled
-    return ContainerPolicy(
-        memory_mb=max(run_memory, settings.compile_limits.memory_mb if compiled else 0),
-        processes=max(run_pids, settings.compile_limits.processes if compiled else 0),
-        workspace_mb=settings.workspace_mb,
-        file_size_kb=max(settings.max_limits.file_size_kb, settings.compile_limits.file_size_kb),
-    )
 
 
 def fits(policy: ContainerPolicy, pooled: ContainerPolicy) -> bool:
@@ -95,282 +40,6 @@ def fits(policy: ContainerPolicy, pooled: ContainerPolicy) -> bool:
         pooled.cpus,
         pooled.file_size_kb,
     )
-
-
-class LanguagePool:
-    """The ready containers of one language, refilled by one background task."""
-
-    def __init__(
-        self,
-        docker: aiodocker.Docker,
-        settings: Settings,
-        language: Language,
-        image: str,
-        min_size: int,
-        max_size: int,
-    ) -> None:
-        self.docker = docker
-        self.settings = settings
-        self.language = language
-        self.image = image
-        self.min_size = min_size
-        self.max_size = max_size
-        self.target = min_size
-        self.max_idle_s = settings.pool_max_idle_s
-        self.policy = pool_policy(language, settings)
-        self._ready: deque[PooledContainer] = deque()
-        self._waiters: deque[asyncio.Future[PooledContainer | None]] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._last_take = time.monotonic()
-        self._image_id: str | None = None
-        self._image_checked = -math.inf
-        self._failure: BaseException | None = None
-        self.created = 0
-
-    @property
-    def size(self) -> int:
-        return len(self._ready)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(
-                self._refill_forever(), name=f"pool-{self.language.id}"
-            )
-
-    def take(self) -> PooledContainer | None:
-        """A ready container, or None (a miss: the caller runs cold, the pool grows)."""
-        self._last_take = time.monotonic()
-        while self._ready:
-            pooled = self._ready.popleft()
-            if time.monotonic() - pooled.created_monotonic < self.settings.pool_max_idle_s:
-                metrics.POOL_HITS.labels(self.language.id).inc()
-                self._changed()
-                return pooled
-            self._discard(pooled)  # too old for its deadline label: recycle
-        metrics.POOL_MISSES.labels(self.language.id).inc()
-        self.target = min(self.max_size, self.target + 1)
-        self._changed()
-        return None
-
-    async def acquire(self, wait_s: float) -> PooledContainer | None:
-        """A ready container, else the next one the pool makes if it comes within
-        `wait_s`; None means run cold. Waiting instead of creating a second container
-        next to the pool's keeps a burst from paying for every container twice."""
-        pooled = self.take()
-        if pooled is not None or wait_s <= 0 or self._task is None:
-            return pooled
-        began = time.monotonic()
-        fut: asyncio.Future[PooledContainer | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self._changed()
-        try:
-            async with asyncio.timeout(wait_s):
-                pooled = await fut
-        except TimeoutError:
-            pooled = _claimed(fut)
-        except asyncio.CancelledError:
-            claimed = _claimed(fut)
-            if claimed is not None:
-                self._discard(claimed)
-            raise
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(fut)
-        outcome = "served" if pooled is not None else "cold"
-        metrics.POOL_WAIT_SECONDS.labels(self.language.id, outcome).observe(
-            time.monotonic() - began
-        )
-        return pooled
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for f in self._waiters if not f.done())
-
-    def _hand_over(self, pooled: PooledContainer) -> bool:
-        """Give a new container to the longest-waiting run, if any still waits."""
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(pooled)
-                return True
-        return False
-
-    def _release_waiters(self) -> None:
-        """Nothing more will come (drain): let every waiter run cold now."""
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-
-    def _changed(self) -> None:
-        metrics.POOL_SIZE.labels(self.language.id).set(len(self._ready))
-        self._wake.set()
-
-    def discard_all(self) -> None:
-        """The daemon restarted: every ready container died with it. Refilling goes on."""
-        while self._ready:
-            self._discard(self._ready.popleft())
-        self._changed()
-
-    async def drain(self) -> None:
-        """Stop refilling and remove every idle container."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        self._release_waiters()
-        while self._ready:
-            await remove_pooled(self._ready.popleft())
-        self._changed()
-
-    async def _refill_forever(self) -> None:
-        """Keep `target` containers ready plus one per waiting run, creating a few at a
-        time as a pipeline: a new create starts as soon as one finishes."""
-        creating: set[asyncio.Task[None]] = set()
-
-        def finished(task: asyncio.Task[None]) -> None:
-            creating.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                self._failure = task.exception()
-            self._wake.set()
-
-        try:
-            while True:
-                self._wake.clear()
-                try:
-                    if self._failure is not None:
-                        failure, self._failure = self._failure, None
-                        raise failure
-                    await self._check_image()
-                    self._recycle_old()
-                    self._shrink_when_idle()
-                    missing = self.target + self.waiting - len(self._ready) - len(creating)
-                    # Two at a time (up to four while runs wait): enough to keep up with
-                    # a burst, not enough to thrash.
-                    parallel = max(2, min(4, self.waiting))
-                    while missing > 0 and len(creating) < parallel:
-                        task = asyncio.create_task(self._add())
-                        creating.add(task)
-                        task.add_done_callback(finished)
-                        missing -= 1
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # Docker down or image missing: retry later
-                    log.warning("pool %s refill failed: %s", self.language.id, exc)
-                    await asyncio.sleep(2.0)
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.pool_check_interval_s):
-                        await self._wake.wait()
-        finally:
-            for task in list(creating):
-                task.cancel()
-            await asyncio.gather(*creating, return_exceptions=True)
-
-    async def _add(self) -> None:
-        began = time.monotonic()
-        pooled = await self._create()
-        metrics.POOL_REFILL_SECONDS.labels(self.language.id).observe(time.monotonic() - began)
-        if not self._hand_over(pooled):
-            self._ready.append(pooled)
-        self._changed()
-
-    def _recycle_old(self) -> None:
-        """Idle containers older than the max idle time go (the reaper treats them as
-        orphans a minute later)."""
-        now = time.monotonic()
-        for pooled in [p for p in self._ready if now - p.created_monotonic > self.max_idle_s]:
-            self._ready.remove(pooled)
-            self._discard(pooled)
-
-    def _shrink_when_idle(self) -> None:
-        idle = time.monotonic() - self._last_take
-        if idle > self.settings.pool_idle_shrink_s and self.target > self.min_size:
-            self.target -= 1
-            self._last_take = time.monotonic()
-        while len(self._ready) > self.target:
-            self._discard(self._ready.pop())
-
-    async def _check_image(self) -> None:
-        """A rebuilt image means the pool's containers are stale: drain them. (At most
-        once a second: the loop wakes on every take.)"""
-        if time.monotonic() - self._image_checked < IMAGE_CHECK_MIN_S:
-            return
-        info = await docker_call(
-            self.docker.images.inspect(self.image), INSPECT_TIMEOUT_S, "image inspect"
-        )
-        self._image_checked = time.monotonic()
-        image_id = str(info["Id"])
-        if self._image_id is not None and image_id != self._image_id:
-            log.info("image %s changed; draining the %s pool", self.image, self.language.id)
-        self._image_id = image_id
-        # By container, not by event: one created while the tag moved is stale as well.
-        stale = [p for p in self._ready if p.image_id != image_id]
-        for pooled in stale:
-            self._ready.remove(pooled)
-            self._discard(pooled)
-        if stale:
-            self._changed()
-
-    def _discard(self, pooled: PooledContainer) -> None:
-        remove_later(pooled)
-
-    async def _create(self) -> PooledContainer:
-        created = now_utc()
-        budget = self.settings.pool_max_idle_s + max_budget_s(self.settings)
-        labels = container_labels(
-            None,
-            self.settings.worker_id,
-            iso(created) or "",
-            iso(created + timedelta(seconds=budget)) or "",
-            self.language.id,
-        )
-        env = sandbox_env(self.language.env)
-        config = attached_config(container_config(self.image, self.policy, labels, env))
-        name = f"{POOL_NAME_PREFIX}{self.language.id}-{uuid.uuid4().hex[:12]}"
-        served = await start_served(self.docker, config, name)
-        self.created += 1
-        return PooledContainer(
-            served.container, served.stream, served.image_id, self.policy, time.monotonic()
-        )
-
-
-def _claimed(fut: asyncio.Future[PooledContainer | None]) -> PooledContainer | None:
-    """The container handed to a waiter that stopped waiting at the same moment."""
-    if fut.done() and not fut.cancelled():
-        return fut.result()
-    fut.cancel()
-    return None
-
-
-def max_budget_s(settings: Settings) -> float:
-    """The longest any submission may run (compile plus every case at the maximum)."""
-    per_run = settings.max_limits.wall_time_s + 6.0
-    return settings.compile_limits.wall_time_s + 5.0 + per_run * settings.max_test_cases
-
-
-_background: set[asyncio.Task[Any]] = set()
-
-
-async def remove_pooled(pooled: PooledContainer) -> None:
-    """Hang up its stream, then remove the container; never raises."""
-    await remove_served(ServedContainer(pooled.container, pooled.stream, pooled.image_id))
-
-
-def remove_later(pooled: PooledContainer) -> None:
-    """Destroy a used or stale container off the critical path (tracked; awaited at
-    shutdown)."""
-    task = asyncio.create_task(remove_pooled(pooled))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
-async def wait_removals(timeout_s: float = 30.0) -> None:
-    if _background:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await asyncio.gather(*list(_background), return_exceptions=True)
 
 
 class PoolManager:

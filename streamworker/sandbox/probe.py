@@ -1,6 +1,8 @@
-"""Looking at the Docker daemon: one probe (ping, version, info, images) and its events.
+"""Looking at the Docker daemon: ping, version, info, one probe of all three, its events.
 
-Plain data out, so the health policy (`streamworker.monitor`) never touches aiodocker.
+Plain data out, so the health policy (`streamworker.monitor`), the worker's `/health`
+and `streamworker doctor` never touch aiodocker: `ping` is the one round trip they all
+call, and the one place that uses aiodocker's private `_query("_ping")`.
 `Daemon` owns the clients and makes a fresh one after a failure: a daemon that was
 restarted is best met with a new connection pool.
 """
@@ -10,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiodocker
 import aiohttp
 
-from streamworker.sandbox.connection import DockerEndpoint
+from streamworker.errors import DockerUnavailable
+from streamworker.sandbox.connection import DockerEndpoint, endpoint_of
 from streamworker.sandbox.spec import LABEL_PREFIX
 from streamworker.sandbox.tls import explain_failure
 
@@ -47,6 +50,93 @@ class Probe:
     """The daemon answered its ping, but a later step (info, image list) failed."""
 
 
+@dataclass(frozen=True)
+class DaemonVersion:
+    """What the daemon says it is, and what our client speaks to it."""
+
+    version: str | None
+    api_version: str | None
+    min_api_version: str | None
+    os: str | None
+    arch: str | None
+    kernel: str | None
+    client: str
+    """The client library and the API version it negotiated, e.g. `aiodocker 0.27.0 on API 1.47`."""
+
+
+def _unavailable(
+    exc: BaseException, docker: aiodocker.Docker, endpoint: DockerEndpoint | None
+) -> DockerUnavailable:
+    """`DockerUnavailable` naming the cause; raised `from` the original, whose chain
+    `explain_failure` reads again where the fix is wanted too (`streamworker doctor`)."""
+    where = endpoint if endpoint is not None else endpoint_of(docker)
+    return DockerUnavailable(explain_failure(exc, where).cause)
+
+
+async def ping(
+    docker: aiodocker.Docker,
+    timeout_s: float = PROBE_TIMEOUT_S,
+    *,
+    endpoint: DockerEndpoint | None = None,
+) -> float:
+    """One `/_ping` round trip in milliseconds; `DockerUnavailable` when none in `timeout_s`.
+
+    Unversioned on purpose: a fresh client would otherwise first fetch `/version` to
+    negotiate, and the ping would time two requests instead of one. `endpoint` only words
+    the failure; by default it is read off the client.
+    """
+    begin = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with docker._query("_ping", versioned_api=False) as response:
+                await response.read()
+    except FAILURES as exc:
+        raise _unavailable(exc, docker, endpoint) from exc
+    return (time.monotonic() - begin) * 1000
+
+
+def _text(found: Mapping[str, Any], key: str) -> str | None:
+    return str(found.get(key, "")) or None
+
+
+async def version(
+    docker: aiodocker.Docker,
+    timeout_s: float = PROBE_TIMEOUT_S,
+    *,
+    endpoint: DockerEndpoint | None = None,
+) -> DaemonVersion:
+    """The daemon's `/version`; `DockerUnavailable` when it does not answer in `timeout_s`."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            found = await docker.version()
+    except FAILURES as exc:
+        raise _unavailable(exc, docker, endpoint) from exc
+    return DaemonVersion(
+        version=_text(found, "Version"),
+        api_version=_text(found, "ApiVersion"),
+        min_api_version=_text(found, "MinAPIVersion"),
+        os=_text(found, "Os"),
+        arch=_text(found, "Arch"),
+        kernel=_text(found, "KernelVersion"),
+        client=f"aiodocker {aiodocker.__version__} on API {docker.api_version}",
+    )
+
+
+async def info(
+    docker: aiodocker.Docker,
+    timeout_s: float = PROBE_TIMEOUT_S,
+    *,
+    endpoint: DockerEndpoint | None = None,
+) -> Mapping[str, Any]:
+    """The daemon's `/info` as it sent it; `DockerUnavailable` when it does not answer."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            found: Mapping[str, Any] = await docker.system.info()
+    except FAILURES as exc:
+        raise _unavailable(exc, docker, endpoint) from exc
+    return found
+
+
 def _normalise(ref: str) -> str:
     """Docker's short form of an image reference, as it appears in `RepoTags`."""
     for prefix in ("docker.io/library/", "docker.io/"):
@@ -72,15 +162,10 @@ async def probe(
     docker: aiodocker.Docker, endpoint: DockerEndpoint, required: Sequence[str]
 ) -> Probe:
     """Ping, then version, info and one image list; each stage bounded in time."""
-    begin = time.monotonic()
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
-            # Unversioned: a fresh client would otherwise fetch /version first.
-            async with docker._query("_ping", versioned_api=False) as response:
-                await response.read()
-    except FAILURES as exc:
-        return Probe(reachable=False, error=explain_failure(exc, endpoint).cause)
-    ping_s = time.monotonic() - begin
+        ping_s = await ping(docker, endpoint=endpoint) / 1000
+    except DockerUnavailable as exc:
+        return Probe(reachable=False, error=exc.message)
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             version = await docker.version()

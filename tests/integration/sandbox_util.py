@@ -13,7 +13,8 @@ from streamworker.contract import decode_submission
 from streamworker.judge import Verdict, judge
 from streamworker.languages.registry import Language, get_language
 from streamworker.sandbox.executor import DockerSandbox
-from streamworker.sandbox.pool import PooledContainer, PoolManager, fits, wait_removals
+from streamworker.sandbox.pool import PoolManager, fits
+from streamworker.sandbox.pooled import PooledContainer, wait_removals
 from streamworker.sandbox.spec import LABEL_PREFIX, ContainerPolicy, container_name_stem
 from streamworker.settings import Settings
 

@@ -32,7 +32,6 @@ from streamworker.audit import (
     AuditRecord,
     AuditStore,
     downgrade,
-    failed_record,
     project_all,
     published_record,
     result_record,
@@ -149,7 +148,6 @@ def lifecycle(sid: str) -> list[AuditRecord]:
     return [
         received(sid, 1, 0),
         started_record(sid, worker_id="w1", attempt=1, started_at=at(1), image="img"),
-        failed_record(sid, worker_id="w1", attempt=1, failed_at=at(2), message="lost"),
         received(sid, 2, 10),
         started_record(sid, worker_id="w2", attempt=2, started_at=at(11), image="img"),
         result_record(answer),
@@ -452,7 +450,7 @@ def odd_lifecycle(sid: str) -> list[AuditRecord]:
     )
     return [
         rec,
-        failed_record(sid, worker_id=f"w{ODD}", attempt=1, failed_at=at(2), message=ODD),
+        started_record(sid, worker_id=f"w{ODD}", attempt=1, started_at=at(2), image=f"img{ODD}"),
         result_record(answer),
     ]
 

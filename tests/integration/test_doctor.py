@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from streamworker.settings import load_settings
-from streamworker.topics import ensure_topics
+from streamworker.worker.topics import ensure_topics
 from tests.conftest import free_port, need
 from tests.integration.dockerd_util import (
     PYTHON_IMAGE,

@@ -11,12 +11,12 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from streamworker.languages import images
+from streamworker.images import builder
+from streamworker.images.recipe import LABEL
 from streamworker.settings import Settings
 from tests.conftest import need
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-LABEL = images.LABEL
 
 
 async def _docker_ok() -> bool:
@@ -61,14 +61,14 @@ async def test_build_cache_refresh_and_list(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines: list[str] = []
-    [first] = await images.build_images(["python"], settings=settings, progress=lines.append)
+    [first] = await builder.build_images(["python"], settings=settings, progress=lines.append)
     assert first.ok and first.action == "built", first.error
     assert first.version.startswith("Python 3.")
     assert any("I: downloading" in line for line in lines)
     assert any(line.startswith("[python] built in") for line in lines)
 
     started = time.monotonic()
-    [second] = await images.build_images(["python"], settings=settings, progress=lines.append)
+    [second] = await builder.build_images(["python"], settings=settings, progress=lines.append)
     assert second.action == "cached" and time.monotonic() - started < 5
 
     async with aiodocker.Docker() as docker:
@@ -83,9 +83,9 @@ async def test_build_cache_refresh_and_list(
     assert mode.strip() == "755 0"
 
     # A changed helper re-copies the helper onto the same Debian base: no bootstrap.
-    monkeypatch.setattr(images, "helper_source_hash", lambda: "0123456789abcdef")
+    monkeypatch.setattr(builder, "helper_source_hash", lambda: "0123456789abcdef")
     started = time.monotonic()
-    [third] = await images.build_images(["python"], settings=settings, progress=lines.append)
+    [third] = await builder.build_images(["python"], settings=settings, progress=lines.append)
     assert third.action == "refreshed", third.error
     assert time.monotonic() - started < 30
     async with aiodocker.Docker() as docker:
@@ -94,7 +94,7 @@ async def test_build_cache_refresh_and_list(
     assert refreshed[LABEL + "base-image"] == labels[LABEL + "base-image"]
     assert refreshed[LABEL + "version"] == first.version
 
-    rows = {row.id: row for row in await images.list_languages(settings)}
+    rows = {row.id: row for row in await builder.list_languages(settings)}
     assert rows["python"].present and rows["python"].up_to_date
     assert rows["python"].version == first.version
     assert not rows["java"].present

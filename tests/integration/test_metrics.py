@@ -99,7 +99,7 @@ def test_metrics_count_the_submission(judged_worker: tuple[Any, str]) -> None:
     for family in text_string_to_metric_families(page):
         assert family.name.startswith("streamworker_"), family.name
     if "# TYPE streamworker_kafka_messages_received_total counter" in page:
-        # The Faust sensor is wired (streamworker.faust_sensor.PrometheusSensor).
+        # The Faust sensor is wired (streamworker.worker.faust_sensor.PrometheusSensor).
         topic = worker.topics["submissions"]
         assert sample(page, "streamworker_kafka_messages_received_total", topic=topic) == 1
         assert sample(page, "streamworker_queue_wait_seconds_count") == 1

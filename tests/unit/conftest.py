@@ -17,8 +17,8 @@ import pytest
 from streamworker.audit.prior import Prior, prior_from
 from streamworker.audit.store import AuditRecord
 from streamworker.languages.registry import Language
+from streamworker.sandbox.policy import SessionRequest
 from streamworker.sandbox.protocol import HelperLimits, HelperReport, RawRun
-from streamworker.sandbox.spec import ContainerPolicy
 from streamworker.settings import Settings
 
 
@@ -104,16 +104,15 @@ class FakeSandbox:
     responder: Responder = echo_stdin
     error: BaseException | None = None
     sessions: list[FakeSession] = field(default_factory=list)
-    opened: list[dict[str, Any]] = field(default_factory=list)
-    budgets: list[float] = field(default_factory=list)
+    opened: list[SessionRequest] = field(default_factory=list)
     closed: int = 0
 
     def image_for(self, language: Language) -> str:
         return f"fake-runtime-{language.id}"
 
     @asynccontextmanager
-    async def _session(self, **kwargs: Any) -> AsyncIterator[FakeSession]:
-        self.opened.append(kwargs)
+    async def session(self, request: SessionRequest) -> AsyncIterator[FakeSession]:
+        self.opened.append(request)
         if self.error is not None:
             raise self.error
         session = FakeSession(self.responder)
@@ -122,20 +121,6 @@ class FakeSandbox:
             yield session
         finally:
             self.closed += 1
-
-    def session(
-        self,
-        *,
-        submission_id: str,
-        attempt: int,
-        language: Language,
-        policy: ContainerPolicy,
-        budget_s: float,
-    ) -> Any:
-        self.budgets.append(budget_s)
-        return self._session(
-            submission_id=submission_id, attempt=attempt, language=language, policy=policy
-        )
 
     @property
     def calls(self) -> list[ExecCall]:

@@ -1,6 +1,6 @@
 """Acknowledgements leave in offset order per partition, never ahead of a running event."""
 
-from streamworker.acks import InOrderAcks
+from streamworker.worker.acks import InOrderAcks
 
 
 def test_a_later_event_waits_for_an_earlier_one_still_running() -> None:

@@ -178,12 +178,12 @@ def test_programs_cover_hello_and_cpu_for_each_language() -> None:
         select_programs(("cobol",), ("hello",))
 
 
-async def test_policy_is_the_one_judge_asks_for() -> None:
+def test_policy_is_the_one_judge_asks_for() -> None:
     settings = Settings(worker_id="w")
     java = next(p for p in PROGRAMS if p.key == "java-hello")
     python = next(p for p in PROGRAMS if p.key == "python-hello")
-    java_policy = await judged_policy(java, get_language("java"), settings)
-    python_policy = await judged_policy(python, get_language("python"), settings)
+    java_policy = judged_policy(java, get_language("java"), settings)
+    python_policy = judged_policy(python, get_language("python"), settings)
     assert java_policy.memory_mb == settings.compile_limits.memory_mb  # the compiler's
     assert python_policy.memory_mb == settings.default_limits.memory_mb
     assert python_policy.processes == settings.default_limits.processes

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from streamworker.commits import CommitSoon
+from streamworker.worker.commits import CommitSoon
 
 
 class _Committer:

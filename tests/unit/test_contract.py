@@ -29,7 +29,7 @@ from streamworker.contract import (
     salvage_submission_id,
 )
 from streamworker.errors import InvalidEvent
-from streamworker.settings import DEFAULT_LIMITS, LIMIT_NAMES, MAX_LIMITS, RunLimits
+from streamworker.limits import DEFAULT_LIMITS, LIMIT_NAMES, MAX_LIMITS, RunLimits
 
 DROP = object()
 """An override value meaning: remove this key from the event."""

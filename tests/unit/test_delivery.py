@@ -12,13 +12,14 @@ from streamworker.audit.prior import prior_from
 from streamworker.audit.records import received_record, result_record, started_record
 from streamworker.contract import ResultEvent, Status, decode_submission
 from streamworker.errors import ContainerCreateFailed, DockerUnavailable, LimitNotApplied
-from streamworker.judge import time_budget_s
 from streamworker.languages.registry import get_language
+from streamworker.limits import DEFAULT_LIMITS
 from streamworker.pipeline import Pipeline, Source
 from streamworker.retry import RetryPolicy, retry
+from streamworker.sandbox.policy import time_budget_s
 from streamworker.sandbox.reaper import is_expired, is_orphaned_pool_container
 from streamworker.sandbox.spec import LABEL_PREFIX
-from streamworker.settings import DEFAULT_LIMITS, Settings
+from streamworker.settings import Settings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SOURCE = Source("streamworker.submissions", 0, 1, b"k")
@@ -117,7 +118,7 @@ class NeverSandbox:
     def image_for(self, language: Any) -> str:
         return "img"
 
-    def session(self, **kwargs: Any) -> Any:
+    def session(self, request: Any) -> Any:
         raise AssertionError("must not run")
 
 
@@ -157,8 +158,8 @@ class TestDuplicates:
         started = started_record("s1", worker_id="w", attempt=1, started_at=NOW, image="i")
 
         class Boom(NeverSandbox):
-            def session(self, **kwargs: Any) -> Any:
-                self.attempt = kwargs["attempt"]
+            def session(self, request: Any) -> Any:
+                self.attempt = request.attempt
                 raise DockerUnavailable("down")
 
         sandbox = Boom()
@@ -169,7 +170,7 @@ class TestDuplicates:
 
     async def test_unknown_prior_does_not_block(self) -> None:
         class Boom(NeverSandbox):
-            def session(self, **kwargs: Any) -> Any:
+            def session(self, request: Any) -> Any:
                 raise DockerUnavailable("down")
 
         pipeline = Pipeline(Settings(worker_id="w"), Boom(), MemoryAudit(unknown=True), FAST)

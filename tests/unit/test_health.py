@@ -13,15 +13,15 @@ from streamworker import metrics
 from streamworker.audit.status import AuditHealth
 from streamworker.contract import DockerHealthEvent, DockerStatus, RunResult, Status, now_utc
 from streamworker.errors import ConfigError
-from streamworker.health import (
+from streamworker.judge import Verdict
+from streamworker.settings import load_settings
+from streamworker.worker.health import (
     CHECK_TIMEOUT_S,
     HealthReport,
     check,
     decide_readiness,
     gather_health,
 )
-from streamworker.judge import Verdict
-from streamworker.settings import load_settings
 
 BODY_KEYS = {"status", "docker", "kafka", "database", "timestamp"}
 

@@ -20,9 +20,10 @@ from streamworker.judge import (
     run_limits_for,
 )
 from streamworker.languages.registry import load_registry
+from streamworker.limits import COMPILE_LIMITS, DEFAULT_LIMITS, RunLimits
 from streamworker.sandbox.failure import FailureKind
 from streamworker.sandbox.protocol import RawRun
-from streamworker.settings import COMPILE_LIMITS, DEFAULT_LIMITS, RunLimits, Settings
+from streamworker.settings import Settings
 
 
 def submission(**fields: Any) -> Submission:
@@ -73,10 +74,10 @@ class TestInterpreted:
     ) -> None:
         await judge(submission(), fakes.interpreted, settings, sandbox, attempt=3)
         (opened,) = sandbox.opened
-        assert opened["submission_id"] == "sub-1"
-        assert opened["attempt"] == 3
-        assert opened["language"] is fakes.interpreted
-        policy = opened["policy"]
+        assert opened.submission_id == "sub-1"
+        assert opened.attempt == 3
+        assert opened.language is fakes.interpreted
+        policy = opened.policy
         assert policy.memory_mb == DEFAULT_LIMITS.memory_mb
         assert policy.processes == DEFAULT_LIMITS.processes
         assert policy.workspace_mb == settings.workspace_mb
@@ -270,7 +271,7 @@ class TestCompiled:
     ) -> None:
         sub = submission(limits={"memory_mb": 200, "processes": 200})
         await judge(sub, fakes.compiled, settings, sandbox)
-        policy = sandbox.opened[0]["policy"]
+        policy = sandbox.opened[0].policy
         assert policy.memory_mb == max(200, COMPILE_LIMITS.memory_mb)
         assert policy.processes == max(200, COMPILE_LIMITS.processes)
 
@@ -278,7 +279,7 @@ class TestCompiled:
         self, settings: Settings, sandbox: Any, fakes: Any
     ) -> None:
         await judge(submission(limits={"memory_mb": 200}), fakes.compiled, settings, sandbox)
-        policy = sandbox.opened[0]["policy"]
+        policy = sandbox.opened[0].policy
         assert policy.memory_mb == COMPILE_LIMITS.memory_mb
         assert sandbox.sessions[0].restrictions == [(200, DEFAULT_LIMITS.processes)]
         assert sandbox.sessions[0].restricted_after == [1]
@@ -287,7 +288,7 @@ class TestCompiled:
         self, settings: Settings, sandbox: Any, fakes: Any
     ) -> None:
         await judge(submission(limits={"memory_mb": 2048}), fakes.compiled, settings, sandbox)
-        policy = sandbox.opened[0]["policy"]
+        policy = sandbox.opened[0].policy
         assert (policy.memory_mb, policy.processes) == (2048, COMPILE_LIMITS.processes)
         assert sandbox.sessions[0].restrictions == [(2048, DEFAULT_LIMITS.processes)]
 
@@ -295,7 +296,7 @@ class TestCompiled:
         self, settings: Settings, sandbox: Any, fakes: Any
     ) -> None:
         await judge(submission(limits={"processes": 200}), fakes.compiled, settings, sandbox)
-        policy = sandbox.opened[0]["policy"]
+        policy = sandbox.opened[0].policy
         assert (policy.memory_mb, policy.processes) == (COMPILE_LIMITS.memory_mb, 200)
         assert sandbox.sessions[0].restrictions == [(DEFAULT_LIMITS.memory_mb, 200)]
 
@@ -304,7 +305,7 @@ class TestCompiled:
     ) -> None:
         sub = submission(limits={"memory_mb": 2048, "processes": COMPILE_LIMITS.processes})
         await judge(sub, fakes.compiled, settings, sandbox)
-        policy = sandbox.opened[0]["policy"]
+        policy = sandbox.opened[0].policy
         assert (policy.memory_mb, policy.processes) == (2048, COMPILE_LIMITS.processes)
         assert sandbox.sessions[0].restrictions == []
         assert len(sandbox.calls) == 2
@@ -314,7 +315,7 @@ class TestCompiled:
     ) -> None:
         sub = submission(limits={"memory_mb": 64, "processes": 4})
         await judge(sub, fakes.interpreted, settings, sandbox)
-        policy = sandbox.opened[0]["policy"]
+        policy = sandbox.opened[0].policy
         assert (policy.memory_mb, policy.processes) == (64, 4)
         assert sandbox.sessions[0].restrictions == []
 
@@ -460,7 +461,7 @@ class TestLimits:
         assert call.limits.wall_time_s == 3.0
         assert call.limits.output_bytes == 4 * 1024
         assert call.limits.file_size_bytes == DEFAULT_LIMITS.file_size_kb * 1024
-        assert sandbox.opened[0]["policy"].memory_mb == 128
+        assert sandbox.opened[0].policy.memory_mb == 128
 
     def test_run_limits_for_defaults(self, settings: Settings, fakes: Any) -> None:
         assert run_limits_for(submission(), fakes.interpreted, settings) == DEFAULT_LIMITS

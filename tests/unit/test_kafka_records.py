@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
-from streamworker.kafka_records import LenientMemoryRecords
+from streamworker.worker.kafka_records import LenientMemoryRecords
 
 GZIP = 1
 

@@ -1,6 +1,6 @@
 """Marks written by this process are handed back per revoked partition, once."""
 
-from streamworker.marks import OwnMarks
+from streamworker.worker.marks import OwnMarks
 
 
 def test_take_returns_only_the_revoked_partitions_keys() -> None:

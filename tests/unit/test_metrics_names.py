@@ -20,8 +20,9 @@ import pytest
 from faust.types import TP, Message
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamworker import faust_sensor, metrics
-from streamworker.faust_sensor import PrometheusSensor
+from streamworker import metrics
+from streamworker.worker import faust_sensor
+from streamworker.worker.faust_sensor import PrometheusSensor
 from tests.conftest import REPO, need
 
 SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")

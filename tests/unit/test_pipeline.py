@@ -109,7 +109,9 @@ class TestDeadLetters:
         assert body["judge0_status_id"] == 13
         assert body["metadata"] == {"tenant": "t1", "user": 7}
         assert body["received_at"].endswith("Z")
-        assert audit.records == []
+        # Only the answer is in the audit log, exactly as published.
+        (record,) = audit.records
+        assert record.kind is AuditKind.INVALID and record.payload == result.to_dict()
         assert sandbox.opened == []
 
     @pytest.mark.parametrize(
@@ -164,7 +166,7 @@ class TestJudged:
         assert result.started_at is not None
         assert result.received_at <= result.started_at <= result.finished_at
         assert json.loads(result.encode())["runs"][0]["status"] == "accepted"
-        assert sandbox.opened[0]["submission_id"] == "sub-1"
+        assert sandbox.opened[0].submission_id == "sub-1"
 
     async def test_wrong_answer(self, pipeline: Pipeline) -> None:
         outcome = await handle(pipeline, event(stdin="2\n", expected_output="1"))
@@ -186,7 +188,7 @@ class TestJudged:
         assert dict(result.metadata) == {"t": 1}
         assert result.started_at is None
         assert sandbox.opened == []
-        assert audit.kinds() == ["received"]
+        assert audit.kinds() == ["received", "invalid"]
 
     async def test_limit_above_maximum_is_invalid_submission(
         self, pipeline: Pipeline, settings: Settings, sandbox: Any
@@ -234,17 +236,17 @@ class TestJudged:
         assert result.language == "python"
         assert dict(result.metadata) == {"m": 1}
         assert result.runs == ()
-        assert audit.kinds() == ["received", "started"]
+        assert audit.kinds() == ["received", "started", "finished"]
         assert metric("streamworker_runs_in_flight") == in_flight
 
     async def test_metrics_count_published_submissions(self, pipeline: Pipeline) -> None:
         labels = {"language": "python", "status": "accepted"}
         before = metric("streamworker_submissions_total", labels)
+        # Judging alone counts nothing: a result is "answered" once it is to be published.
+        await pipeline.execute(decode_submission(event()), now_utc())
+        assert metric("streamworker_submissions_total", labels) == before
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
-        # Judging alone counts nothing: a result is "answered" once it is published.
-        assert metric("streamworker_submissions_total", labels) == before
-        await pipeline.record_result(outcome.result)
         assert metric("streamworker_submissions_total", labels) == before + 1
         assert metric("streamworker_runs_in_flight") == 0
 
@@ -265,8 +267,6 @@ class TestJudged:
         before = metric("streamworker_submissions_total", labels)
         outcome = await handle(pipeline, value)
         assert outcome.result is not None
-        assert metric("streamworker_submissions_total", labels) == before
-        await pipeline.record_result(outcome.result)
         assert metric("streamworker_submissions_total", labels) == before + 1
 
     async def test_metrics_count_internal_errors_when_published(
@@ -279,8 +279,6 @@ class TestJudged:
         before = metric("streamworker_submissions_total", labels)
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
-        assert metric("streamworker_submissions_total", labels) == before
-        await pipeline.record_result(outcome.result)
         assert metric("streamworker_submissions_total", labels) == before + 1
 
 
@@ -293,7 +291,8 @@ class TestAudit:
     ) -> None:
         outcome = await handle(pipeline, event(metadata={"u": "x"}, test_cases=[{"id": "a"}]))
         assert outcome.result is not None
-        received, started = audit.records
+        received, started, finished = audit.records
+        assert finished.kind is AuditKind.FINISHED
         assert (received.kind, started.kind) == (AuditKind.RECEIVED, AuditKind.STARTED)
         for record in (received, started):
             assert record.submission_id == "sub-1"
@@ -314,12 +313,14 @@ class TestAudit:
         await Pipeline(settings, fakes.FakeSandbox(), first, FAST_RETRY).handle(event(), SOURCE)
         await Pipeline(settings, fakes.FakeSandbox(), second, FAST_RETRY).handle(event(), SOURCE)
         ids = [r.event_id for r in first.records]
-        assert ids == [r.event_id for r in second.records]
+        # The facts' ids are deterministic; the answer's is its result's `event_id`.
+        result_ids = [ids.pop(), second.records[-1].event_id]
+        assert ids == [r.event_id for r in second.records[:-1]]
         assert ids == [
             fact_event_id("sub-1", AuditKind.RECEIVED, 1),
             fact_event_id("sub-1", AuditKind.STARTED, 1),
         ]
-        assert len(set(ids)) == 2
+        assert len(set(ids + result_ids)) == 4
         other = fakes.MemoryAudit()
         await Pipeline(settings, fakes.FakeSandbox(), other, FAST_RETRY).handle(
             event(submission_id="sub-2"), SOURCE
@@ -349,17 +350,22 @@ class TestAudit:
             pipeline,
             event(source="print('src-marker')", stdin="stdin-marker", expected_output=secret),
         )
-        blob = json.dumps([dict(r.payload) for r in audit.records])
+        *facts, answer = audit.records
+        assert answer.kind is AuditKind.FINISHED
+        blob = json.dumps([dict(r.payload) for r in facts])
         for needle in ("src-marker", "stdin-marker", secret):
             assert needle not in blob
+        # The answer holds the program's output (here its stdin echoed), never the code
+        # or the expected output.
+        answer_blob = json.dumps(dict(answer.payload))
+        assert "src-marker" not in answer_blob and secret not in answer_blob
         assert audit.records[0].payload["has_expected_output"] is True
 
-    async def test_record_result_reuses_the_result_event_id(
+    async def test_handle_records_the_result_under_its_event_id(
         self, pipeline: Pipeline, audit: Any
     ) -> None:
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
-        await pipeline.record_result(outcome.result)
         record = audit.records[-1]
         assert record.kind is AuditKind.FINISHED
         assert record.event_id == outcome.result.event_id
@@ -368,28 +374,22 @@ class TestAudit:
         assert record.attempt == outcome.result.attempt
         assert audit.kinds() == ["received", "started", "finished"]
 
-    async def test_record_result_for_an_invalid_result(
-        self, pipeline: Pipeline, audit: Any
-    ) -> None:
+    async def test_handle_records_an_invalid_result(self, pipeline: Pipeline, audit: Any) -> None:
         outcome = await handle(pipeline, event(language=None))
         assert outcome.result is not None
-        await pipeline.record_result(outcome.result)
         (record,) = audit.records
         assert record.kind is AuditKind.INVALID
         assert record.event_id == outcome.result.event_id
         assert record.submission_id == "sub-1"
         assert record.payload == outcome.result.to_dict()
 
-    async def test_record_result_for_an_unknown_language(
-        self, pipeline: Pipeline, audit: Any
-    ) -> None:
+    async def test_handle_records_an_unknown_language(self, pipeline: Pipeline, audit: Any) -> None:
         outcome = await handle(pipeline, event(language="no-such-language"))
         assert outcome.result is not None
-        await pipeline.record_result(outcome.result)
         assert audit.kinds() == ["received", "invalid"]
         assert audit.records[-1].event_id == outcome.result.event_id
 
-    async def test_record_result_for_an_internal_error(
+    async def test_handle_records_an_internal_error(
         self, settings: Settings, audit: Any, fakes: Any
     ) -> None:
         pipeline = Pipeline(
@@ -397,7 +397,6 @@ class TestAudit:
         )
         outcome = await handle(pipeline, event())
         assert outcome.result is not None
-        await pipeline.record_result(outcome.result)
         assert audit.kinds() == ["received", "started", "finished"]
         assert audit.records[-1].event_id == outcome.result.event_id
         assert audit.records[-1].payload["status"] == "internal_error"

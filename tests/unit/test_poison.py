@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-import streamworker.ledger as ledger_module
+import streamworker.worker.ledger as ledger_module
 from streamworker.audit.prior import Prior
 from streamworker.contract import ResultEvent, RunResult, Status, now_utc
 from streamworker.fit import budget_for
-from streamworker.ledger import RestartLedger, event_key
 from streamworker.pipeline import Pipeline, Source, dead_letter
 from streamworker.retry import RetryPolicy
 from streamworker.settings import Settings
+from streamworker.worker.ledger import RestartLedger, event_key
 
 SOURCE = Source("streamworker.submissions", 1, 7, b"s1")
 FAST = RetryPolicy(base_delay_s=0.0)
@@ -45,7 +45,7 @@ class NeverSandbox:
     def image_for(self, language: Any) -> str:
         return "img"
 
-    def session(self, **kwargs: Any) -> Any:
+    def session(self, request: Any) -> Any:
         raise AssertionError("must not run")
 
 
@@ -100,6 +100,59 @@ async def test_record_result_fits_the_result_under_the_budget() -> None:
     assert fitted.runs[0].stdout_truncated and fitted.runs[0].stdout_bytes == 100_000
     # The audit log holds exactly what is published.
     assert sink.records[-1].payload == fitted.to_dict()
+
+
+async def test_handle_returns_the_result_fitted_and_recorded() -> None:
+    class Sink(BrokenAudit):
+        records: list[Any] = []
+
+        async def prior(self, submission_id: str) -> Prior | None:
+            return None
+
+    sink = Sink()
+    pipeline = Pipeline(
+        Settings(worker_id="w"), NeverSandbox(), sink, FAST, budget=budget_for(60_000, 60_000)
+    )
+    run = RunResult("1", Status.ACCEPTED, stdout="\x01" * 100_000, stdout_bytes=100_000)
+    big = ResultEvent("s1", Status.ACCEPTED, "python", "w", now_utc(), None, now_utc(), runs=(run,))
+
+    async def execute(*args: Any, **kwargs: Any) -> ResultEvent:
+        return big
+
+    pipeline.execute = execute  # type: ignore[method-assign]
+    outcome = await pipeline.handle(event(), SOURCE)
+    assert outcome.result is not None and outcome.result is not big
+    assert len(outcome.result.encode()) <= 60_000 - 8192
+    # What `handle` returns is exactly what the audit log holds: nothing left to record.
+    assert sink.records[-1].payload == outcome.result.to_dict()
+
+
+async def test_fail_records_the_failure_answer() -> None:
+    class Sink(BrokenAudit):
+        records: list[Any] = []
+
+    sink = Sink()
+    pipeline = Pipeline(Settings(worker_id="w"), NeverSandbox(), sink, FAST)
+    outcome = await pipeline.fail(event(), SOURCE, RuntimeError("x"), message="why")
+    assert outcome.result is not None and outcome.result.message == "why"
+    assert outcome.dead_letter is not None
+    assert sink.records[-1].payload == outcome.result.to_dict()
+
+
+async def test_a_failing_audit_sink_reaches_the_caller() -> None:
+    """Recording is the one thing `handle` lets through: the worker's delivery then
+    publishes the failure answer instead (and restarts if that cannot be recorded)."""
+
+    class Refusing(BrokenAudit):
+        async def prior(self, submission_id: str) -> Prior | None:
+            return None
+
+        def submit(self, record: Any) -> None:
+            raise RuntimeError("the audit queue is gone")
+
+    pipeline = Pipeline(Settings(worker_id="w"), NeverSandbox(), Refusing(), FAST)
+    with pytest.raises(RuntimeError, match="audit queue"):
+        await pipeline.handle(event(language=None), SOURCE)
 
 
 def test_the_restart_ledger_counts_across_restarts(tmp_path: Path) -> None:

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import aiodocker
 import pytest
 
+from streamworker.contract import decode_submission
+from streamworker.judge import run_limits_for, session_request
 from streamworker.languages.registry import get_language
 from streamworker.sandbox.budget import MemoryBudget
 from streamworker.sandbox.container import remove_container, wait_gone
-from streamworker.sandbox.pool import (
-    LanguagePool,
-    PooledContainer,
-    fits,
-    max_budget_s,
-    pool_policy,
-)
+from streamworker.sandbox.language_pool import LanguagePool
+from streamworker.sandbox.policy import max_time_budget_s, pool_policy, time_budget_s
+from streamworker.sandbox.pool import fits
+from streamworker.sandbox.pooled import PooledContainer
 from streamworker.sandbox.spec import ContainerPolicy
 from streamworker.settings import Settings
 
@@ -54,7 +54,31 @@ def test_fits_ignores_memory_and_pids_but_not_create_time_settings() -> None:
 
 def test_pool_deadline_budget_covers_the_longest_submission() -> None:
     settings = Settings()
-    assert max_budget_s(settings) > settings.max_limits.wall_time_s * settings.max_test_cases
+    assert max_time_budget_s(settings) > settings.max_limits.wall_time_s * settings.max_test_cases
+    for lang_id in ("python", "c", "java"):
+        language = get_language(lang_id)
+        longest = time_budget_s(
+            language, settings.max_limits, settings.compile_limits, settings.max_test_cases
+        )
+        assert max_time_budget_s(settings) >= longest
+
+
+@pytest.mark.parametrize("lang_id", ["python", "c", "java"])
+def test_a_default_submission_fits_its_pool_and_gets_the_same_caps(lang_id: str) -> None:
+    # The pool and the judge share one policy: what the judge asks for a submission
+    # that sets no limits is what the pool made, so the warm path is taken unchanged.
+    settings = Settings()
+    language = get_language(lang_id)
+    sub = decode_submission(
+        json.dumps({"submission_id": "s", "language": lang_id, "source": "x"}).encode()
+    )
+    asked = session_request(sub, language, run_limits_for(sub, language, settings), settings)
+    pooled = pool_policy(language, settings)
+    assert fits(asked.policy, pooled)
+    assert (asked.policy.memory_mb, asked.policy.processes) == (
+        pooled.memory_mb,
+        pooled.processes,
+    )
 
 
 async def test_budget_admits_until_full_then_waits() -> None:
@@ -241,7 +265,7 @@ async def test_waiters_each_get_their_own_container() -> None:
 async def test_an_image_change_replaces_the_ready_containers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("streamworker.sandbox.pool.IMAGE_CHECK_MIN_S", 0.0)
+    monkeypatch.setattr("streamworker.sandbox.language_pool.IMAGE_CHECK_MIN_S", 0.0)
     pool = _FakePool(min_size=2)
     for _ in range(4):
         pool.release.release()

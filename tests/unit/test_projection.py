@@ -22,7 +22,6 @@ from streamworker.audit.records import (
     AuditKind,
     AuditRecord,
     fact_event_id,
-    failed_record,
     published_record,
     received_record,
     result_record,
@@ -69,12 +68,6 @@ def started(attempt: int = 1, t: float = 1, worker: str = "w1", sid: str = SID) 
         attempt=attempt,
         started_at=at(t),
         image="streamworker-runtime-python",
-    )
-
-
-def failed(attempt: int = 1, t: float = 2, worker: str = "w1") -> AuditRecord:
-    return failed_record(
-        SID, worker_id=worker, attempt=attempt, failed_at=at(t), message="worker lost", code="x.y"
     )
 
 
@@ -145,19 +138,19 @@ class TestInProgress:
         assert execution["updated_at"] == at(1.5)
 
     def test_latest_attempt_started_and_worker(self) -> None:
-        events = [received(1, 0, "w1"), started(1, 1, "w1"), failed(1, 2, "w1")]
+        events = [received(1, 0, "w1"), started(1, 1, "w1")]
         events += [received(2, 10, "w2"), started(2, 11, "w2")]
         execution, _ = project_submission(events)
         assert execution["started_at"] == at(11)
         assert execution["worker_id"] == "w2"
         assert execution["attempts"] == 2
         assert execution["received_at"] == at(0), "first receipt while unanswered"
-        assert execution["message"] is None, "the failure was superseded by attempt 2"
+        assert execution["message"] is None, "no answer yet, so nothing to say"
 
-    def test_failed_attempt_leaves_row_unanswered_with_message(self) -> None:
-        execution, _ = project_submission([received(), started(), failed()])
+    def test_a_crashed_attempt_leaves_the_row_unanswered(self) -> None:
+        execution, _ = project_submission([received(), started()])
         assert execution["status"] is None
-        assert execution["message"] == "worker lost"
+        assert execution["message"] is None
         assert execution["finished_at"] is None
 
     def test_started_without_received_still_projects(self) -> None:
@@ -256,9 +249,9 @@ class TestFinished:
         ]
         assert set(rows[0]) == set(RUN_COLUMNS)
 
-    def test_finished_beats_later_received_started_and_failed(self) -> None:
+    def test_finished_beats_later_received_and_started(self) -> None:
         answer = finished(attempt=1, t=3)
-        late = [received(2, 20, "w2"), started(2, 21, "w2"), failed(2, 22, "w2")]
+        late = [received(2, 20, "w2"), started(2, 22, "w2")]
         execution, runs = project_submission([received(), answer, *late])
         assert execution["status"] == "accepted"
         assert execution["worker_id"] == "w1"
@@ -334,7 +327,6 @@ class TestDeterminism:
         return [
             received(1, 0, "w1"),
             started(1, 1, "w1"),
-            failed(1, 2, "w1"),
             received(2, 10, "w2"),
             started(2, 11, "w2"),
             result_record(r1),
@@ -352,7 +344,7 @@ class TestDeterminism:
             assert project_submission(shuffled) == expected
 
     def test_all_permutations_of_a_small_lifecycle(self) -> None:
-        events = [received(), started(), failed(), finished(attempt=2, t=9)]
+        events = [received(), started(), started(2, 5), finished(attempt=2, t=9)]
         expected = project_submission(events)
         for order in itertools.permutations(events):
             assert project_submission(order) == expected

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from streamworker.contract import DockerHealthEvent, DockerStatus, now_utc
-from streamworker.health import consumer_state, decide_readiness
 from streamworker.settings import load_settings
+from streamworker.worker.health import consumer_state, decide_readiness
 
 
 def docker_event(status: DockerStatus, reason: str | None = None) -> DockerHealthEvent:

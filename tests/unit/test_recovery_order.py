@@ -1,7 +1,7 @@
 """After a rebalance, stream partitions are seeked while still paused, then resumed.
 
 Faust's order (resume, seek, clear the agent queues) lost a kept partition's events in
-the scale-out test; `streamworker.recovery` reorders it. These tests pin the order on a
+the scale-out test; `streamworker.worker.recovery` reorders it. These tests pin the order on a
 real (unstarted) app whose consumer calls are recorded.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from streamworker.app import create_app
-from streamworker.recovery import SeekThenResumeRecovery
 from streamworker.settings import load_settings
+from streamworker.worker.app import create_app
+from streamworker.worker.recovery import SeekThenResumeRecovery
 
 STREAM = TP("t.submissions", 1)
 CHANGELOG = TP("streamworker-answered-changelog", 1)

@@ -9,19 +9,10 @@ from pathlib import Path
 import pytest
 
 from streamworker.errors import ConfigError
+from streamworker.limits import COMPILE_LIMITS, DEFAULT_LIMITS, LIMIT_NAMES, MAX_LIMITS, RunLimits
 from streamworker.sandbox import connection
 from streamworker.sandbox.connection import resolve_endpoint
-from streamworker.settings import (
-    COMPILE_LIMITS,
-    DEFAULT_LIMITS,
-    LIMIT_NAMES,
-    MAX_LIMITS,
-    DockerSettings,
-    RunLimits,
-    Settings,
-    Topics,
-    load_settings,
-)
+from streamworker.settings import DockerSettings, Settings, Topics, load_settings
 
 LIMIT_PREFIXES = ("STREAMWORKER_DEFAULT", "STREAMWORKER_MAX", "STREAMWORKER_COMPILE")
 INTEGER_LIMIT_MINIMA = {"memory_mb": 8, "processes": 1, "output_kb": 1, "file_size_kb": 1}

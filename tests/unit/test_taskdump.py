@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streamworker.taskdump import await_chain, dump_tasks
+from streamworker.worker.taskdump import await_chain, dump_tasks
 
 
 async def _inner(event: asyncio.Event) -> None:

@@ -1,6 +1,6 @@
 """Partition counts are only judged once Kafka's metadata for new topics has settled."""
 
-from streamworker.topics import settled_counts
+from streamworker.worker.topics import settled_counts
 
 
 def test_counts_when_every_topic_is_described() -> None:

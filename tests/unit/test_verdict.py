@@ -19,9 +19,9 @@ from streamworker.errors import (
     LimitNotApplied,
     UnknownLanguage,
 )
+from streamworker.limits import RunLimits
 from streamworker.sandbox.failure import FailureKind
 from streamworker.sandbox.protocol import HelperReport, RawRun
-from streamworker.settings import RunLimits
 from streamworker.verdict import (
     FAILURE_STATUS,
     OOM_SLACK,

@@ -117,6 +117,7 @@ BUFFER_FULL = Counter(
 )
 
 
+# `faust.Sensor` is Faust's hook for metrics (`app.sensors.add`): subclassing is its API.
 class PrometheusSensor(faust.Sensor):
     """Maps Faust's consumer, producer and rebalance hooks to streamworker's metrics.
 

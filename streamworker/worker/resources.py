@@ -1,44 +1,43 @@
 """The worker's long-lived resources: Docker client, audit store and writer, Kafka probe.
 
-Created at start-up, closed at shutdown; the Faust agent waits on `ready`.
+Created at start-up (the Faust agent waits on `ready`), closed at shutdown, and pinged
+for `/health` and `/ready`. Nothing here knows about Faust.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
 
 import aiodocker
-import aiohttp
 from aiokafka import AIOKafkaClient
 
 from streamworker.audit.store import AuditStore
 from streamworker.audit.writer import AuditWriter
 from streamworker.contract import iso, now_utc
-from streamworker.errors import DockerUnavailable
 from streamworker.fit import DEFAULT_BUDGET, MessageBudget
-from streamworker.health import (
+from streamworker.monitor import DockerMonitor, KafkaPublisher, required_images
+from streamworker.pipeline import Pipeline
+from streamworker.sandbox.connection import connect, resolve_endpoint
+from streamworker.sandbox.executor import DockerSandbox
+from streamworker.sandbox.pool import PoolManager
+from streamworker.sandbox.probe import ping
+from streamworker.sandbox.reaper import reap_expired
+from streamworker.settings import Settings
+from streamworker.worker.health import (
     HealthReport,
     ReadinessReport,
     check,
     decide_readiness,
     gather_health,
 )
-from streamworker.monitor import DockerMonitor, KafkaPublisher, required_images
-from streamworker.pipeline import Pipeline
-from streamworker.sandbox.connection import connect, resolve_endpoint
-from streamworker.sandbox.executor import DockerSandbox
-from streamworker.sandbox.pool import PoolManager
-from streamworker.sandbox.reaper import reap_expired
-from streamworker.sandbox.tls import explain_failure
-from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
 
+WRITER_STOP_S = 10.0
 
-class WorkerRuntime:
+
+class Resources:
     """Holds what one worker process needs besides Faust itself."""
 
     def __init__(self, settings: Settings, budget: MessageBudget = DEFAULT_BUDGET) -> None:
@@ -64,79 +63,10 @@ class WorkerRuntime:
         self._pipeline: Pipeline | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._pools: PoolManager | None = None
-        self.draining = False
-        # Set when the worker must start over in a fresh process (see request_restart).
-        self.restart_reason: str | None = None
-        self.on_restart: Callable[[str], None] | None = None
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._tasks: set[asyncio.Task[object]] = set()
-
-    @contextlib.asynccontextmanager
-    async def tracking(self) -> AsyncIterator[None]:
-        """Count one event being handled and published (for the shutdown drain)."""
-        task = asyncio.current_task()
-        self._in_flight += 1
-        if task is not None:
-            self._tasks.add(task)
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if task is not None:
-                self._tasks.discard(task)
-            if self._in_flight == 0:
-                self._idle.set()
-
-    @property
-    def accepting(self) -> bool:
-        """False once draining for shutdown."""
-        return not self.draining
-
-    def request_restart(self, reason: str) -> None:
-        """Stop taking events and have the worker restart in place (once).
-
-        For state only a new process recovers, like a Kafka transaction that can take no
-        more output: events not yet acknowledged are redelivered to the new process.
-        """
-        self.draining = True
-        if self.restart_reason is not None:
-            return
-        self.restart_reason = reason
-        log.error("restarting the worker in place: %s", reason)
-        if self.on_restart is not None:
-            self.on_restart(reason)
-
-    async def drain(self, grace_s: float) -> bool:
-        """Stop accepting; wait up to `grace_s` for in-flight events. True if all finished."""
-        self.draining = True
-        return await self._finish_in_flight(grace_s)
-
-    async def _finish_in_flight(self, grace_s: float) -> bool:
-        try:
-            async with asyncio.timeout(grace_s):
-                await self._idle.wait()
-        except TimeoutError:
-            log.warning(
-                "%d run(s) still in flight after %.0fs: cancelling; they will be redelivered",
-                self._in_flight,
-                grace_s,
-            )
-            # Cancelled runs publish nothing and leave their events unacknowledged; their
-            # containers are removed on the way out (shielded) or by the next attempt.
-            for task in list(self._tasks):
-                task.cancel()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(10):
-                    await self._idle.wait()
-            return False
-        return True
 
     @property
     def pipeline(self) -> Pipeline:
-        assert self._pipeline is not None, "runtime not started"
+        assert self._pipeline is not None, "resources not started"
         return self._pipeline
 
     async def start(self) -> None:
@@ -183,7 +113,7 @@ class WorkerRuntime:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
         if self._writer is not None:
-            await self._writer.stop(timeout_s=10.0)
+            await self._writer.stop(timeout_s=WRITER_STOP_S)
         if self._kafka is not None:
             await self._kafka.close()
         if self._store is not None:
@@ -192,12 +122,10 @@ class WorkerRuntime:
             await self._docker.close()
 
     async def _ping_docker(self) -> None:
+        # `ping`'s own timeout is longer than the health check's, so a slow daemon is
+        # reported as the check's "timeout after …" as before.
         assert self._docker is not None
-        try:
-            async with self._docker._query("_ping", versioned_api=False) as response:
-                await response.read()
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
-            raise DockerUnavailable(explain_failure(exc, self.endpoint).cause) from exc
+        await ping(self._docker)
 
     async def _ping_kafka(self) -> None:
         assert self._kafka is not None
@@ -208,6 +136,7 @@ class WorkerRuntime:
         await self._store.ping()
 
     async def health(self) -> HealthReport:
+        """`/health`: a bounded round trip to each dependency, plus the audit log's state."""
         if not self.ready.is_set():
             return HealthReport("starting", "starting", "starting", iso(now_utc()) or "")
         assert self._writer is not None

@@ -24,6 +24,8 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 
 
+# A subclass because Faust has no hook into the order of `on_recovery_completed`: the
+# whole method is replaced (kept close to Faust's own so upgrades can be compared).
 class SeekThenResumeRecovery(Recovery):
     """`Recovery` whose completion seeks stream partitions before resuming them."""
 
@@ -68,6 +70,8 @@ class SeekThenResumeRecovery(Recovery):
         self.log.info("Worker ready")
 
 
+# `App(TableManager=...)` is Faust's hook for the table manager, but the recovery it
+# builds is not configurable: a subclass is the only way to hand it ours.
 class SeekThenResumeTableManager(TableManager):
     """Faust's table manager with `SeekThenResumeRecovery` (`App(TableManager=...)`)."""
 
