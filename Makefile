@@ -71,7 +71,7 @@ test: install lint
 	bash dev/packaging/build-worker-image.sh
 	$(SW) images build $(TEST_LANGUAGES)
 	$(VENV)/bin/python dev/dind/build.py
-	STREAMWORKER_REQUIRE_STACK=1 $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
+	STREAMWORKER_REQUIRE_STACK=1 $(VENV)/bin/pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
 fmt: install
 	$(VENV)/bin/ruff format streamworker tests dev
