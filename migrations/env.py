@@ -21,8 +21,15 @@ from streamworker.audit.models import Base
 config = context.config
 target_metadata = Base.metadata
 
-if config.config_file_name is not None and "connection" not in config.attributes:
-    # Only the command line configures logging; an embedding app keeps its own.
+# Only the `alembic` command line configures logging (from alembic.ini, alembic at INFO).
+# An embedding app keeps its own: `streamworker.audit.migrate` sets `configure_logger`
+# to False (Alembic's cookbook convention), so `streamworker db upgrade` stays as quiet
+# as the CLI asked, and an ini file handed to us by a caller never overrides that.
+if (
+    config.config_file_name is not None
+    and "connection" not in config.attributes
+    and config.attributes.get("configure_logger", True)
+):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 

@@ -7,11 +7,22 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamworker.errors import StreamworkerError
+from aiokafka.errors import KafkaConnectionError
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from streamworker.audit.refusal import sqlstate
+from streamworker.errors import DockerUnavailable, ImageMissing, StreamworkerError
 from streamworker.settings import Settings, load_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+OWN_INFO_COMMANDS = frozenset({"bench"})
+"""Commands whose own output includes `streamworker` INFO logs (bench's round progress);
+every other command prints what it has to say, so by default only warnings are logged."""
+DATABASE_COMMANDS = frozenset({"history", "replay", "db"})
 
 
 def _print_result(result: dict[str, Any]) -> None:
@@ -83,7 +94,6 @@ def cmd_languages(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
-    logging.getLogger().setLevel(logging.WARNING)  # the checklist is the output
     from streamworker.doctor import render_json, render_text, run_doctor
 
     checks = asyncio.run(run_doctor(settings))
@@ -166,6 +176,13 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamworker", description=__doc__)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log library INFO lines and tracebacks (-vv: DEBUG)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     worker = sub.add_parser("worker", help="run the Faust worker (HTTP on 127.0.0.1:6066)")
@@ -230,19 +247,93 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(command: str, verbose: int) -> None:
+    """Warnings only by default (`streamworker` INFO too where a command's output is
+    made of it); `-v` brings back every library's INFO, `-vv` DEBUG. The worker keeps
+    its INFO log. Alembic leaves this alone (`migrate.alembic_config`)."""
+    if command == "worker" or verbose == 1:
+        level = logging.INFO
+    elif verbose >= 2:
+        level = logging.DEBUG
+    else:
+        level = logging.WARNING
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    if level == logging.WARNING:
+        if command in OWN_INFO_COMMANDS:
+            logging.getLogger("streamworker").setLevel(logging.INFO)
+        # aiokafka logs each failed connection at ERROR before raising the error that
+        # `explain` turns into the one line; `-v` shows them again.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def _why(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    source = orig if isinstance(orig, BaseException) else exc
+    return " ".join(str(source).split()) or type(source).__name__
+
+
+def _not_migrated(exc: BaseException, command: str) -> bool:
+    if sqlstate(exc) == "42P01":  # PostgreSQL: undefined_table
+        return True
+    return isinstance(exc, OperationalError) and "no such table" in str(exc.orig)
+
+
+def _database_down(exc: BaseException, command: str) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True  # PostgreSQL connection lost, SQLite file unopenable
+    # asyncpg raises the socket's own error when it cannot connect at all
+    return command in DATABASE_COMMANDS and isinstance(exc, ConnectionError | TimeoutError)
+
+
+EXPECTED: tuple[tuple[Callable[[BaseException, str], bool], str], ...] = (
+    (_not_migrated, "the audit database is not migrated ({why}): run `streamworker db upgrade`"),
+    (
+        _database_down,
+        "cannot reach the audit database ({why}): check STREAMWORKER_DATABASE_URL, "
+        "or run `make up`",
+    ),
+    (
+        lambda exc, _: isinstance(exc, KafkaConnectionError),
+        "cannot reach Kafka ({why}): run `make up`, or set STREAMWORKER_KAFKA_BOOTSTRAP",
+    ),
+    (
+        lambda exc, _: isinstance(exc, DockerUnavailable),
+        "cannot reach Docker ({why}): run `make up`, or set DOCKER_HOST",
+    ),
+    (
+        lambda exc, _: isinstance(exc, ImageMissing),
+        "{why} (`streamworker images build <lang>` builds one)",
+    ),
+    (lambda exc, _: isinstance(exc, StreamworkerError), "{code}: {why}"),
+    (
+        lambda exc, _: isinstance(exc, TimeoutError | OSError | ValueError),
+        "{kind}: {why}",
+    ),
+)
+"""Expected conditions, first match wins: what is wrong and the command that fixes it.
+Anything not here is a bug and keeps its traceback."""
+
+
+def explain(exc: BaseException, command: str) -> str | None:
+    """The one-line message for an expected condition; None for a bug."""
+    for matches, template in EXPECTED:
+        if matches(exc, command):
+            code = exc.code if isinstance(exc, StreamworkerError) else ""
+            return template.format(why=_why(exc), code=code, kind=type(exc).__name__)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.command, args.verbose)
     try:
         settings = load_settings()
         code: int = args.func(settings, args)
-    except StreamworkerError as exc:
-        print(f"streamworker: {exc.code}: {exc}", file=sys.stderr)
-        return 2
-    except (TimeoutError, OSError, ValueError) as exc:
-        print(f"streamworker: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        message = explain(exc, args.command)
+        if message is None or args.verbose:
+            raise
+        print(f"streamworker: {message}", file=sys.stderr)
         return 2
     return code
 

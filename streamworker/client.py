@@ -49,9 +49,9 @@ async def submit_and_wait(
         enable_auto_commit=False,
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await consumer.start()
-    await producer.start()
-    try:
+    try:  # stopped even when a start fails (Kafka unreachable): no "Unclosed" noise
+        await consumer.start()
+        await producer.start()
         partitions = await topic_partitions(consumer, settings.topics.results)
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)

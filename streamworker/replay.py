@@ -81,9 +81,9 @@ async def replay_results_topic(settings: Settings, store: AuditStore) -> int:
         isolation_level="read_committed",
         enable_auto_commit=False,
     )
-    await consumer.start()
     appended = 0
-    try:
+    try:  # stopped even when the start fails (Kafka unreachable)
+        await consumer.start()
         partitions = await topic_partitions(consumer, settings.topics.results)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

@@ -41,6 +41,7 @@ def migrations_dir() -> Path:
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic config without an ini file (so the app's logging is left alone)."""
     config = Config()
+    config.attributes["configure_logger"] = False  # migrations/env.py: keep the app's logging
     config.set_main_option("script_location", str(migrations_dir()))
     if url is not None:
         # ConfigParser interpolation: a literal '%' (e.g. in a password) must be doubled.

@@ -11,14 +11,18 @@ import json
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from streamworker.audit.store import AuditStore
 from tests.integration.kafka_util import consume_until, event_bytes, produce, results_by_id
 
 pytestmark = [pytest.mark.integration]
+
+RESULT_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "result.v1.json"
 
 RESULT_KEYS = {
     "submission_id",
@@ -84,6 +88,8 @@ async def test_submission_is_answered_on_kafka_and_in_sql(
     assert event["submission_id"] in found, worker.log()
     [result] = found[event["submission_id"]]
     assert set(result) == RESULT_KEYS
+    schema = json.loads(RESULT_SCHEMA.read_text(encoding="utf-8"))
+    Draft202012Validator(schema).validate(result)
     assert result["status"] == "accepted", result
     assert result["judge0_status_id"] == 3
     assert result["metadata"] == {"tenant": "acme", "problem": 7}
