@@ -27,11 +27,11 @@ class BudgetExceeded(ValueError):
 
 
 class TooDeep(BudgetExceeded):
-    pass
+    """Nested deeper than the depth budget."""
 
 
 class TooManyTokens(BudgetExceeded):
-    pass
+    """More strings, brackets and commas than the token budget."""
 
 
 def _too_many(max_tokens: int) -> TooManyTokens:

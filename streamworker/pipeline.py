@@ -176,20 +176,34 @@ class Pipeline:
     ) -> Outcome:
         """An event we could not handle: dead-lettered, and answered `internal_error` when
         its submission id is readable (the submitter is never left waiting)."""
-        metrics.DLQ.inc()
-        sid = salvage_submission_id(value, self.decode_budgets)
         _, detail = status_for_error(exc)
+        sid = salvage_submission_id(value, self.decode_budgets)
+        why = message or detail
+        return self._dead_end(value, source, exc, sid, Status.INTERNAL_ERROR, why, received_at)
+
+    def _dead_end(
+        self,
+        value: bytes,
+        source: Source,
+        exc: Exception,
+        sid: str | None,
+        status: Status,
+        message: str,
+        received_at: datetime | None,
+    ) -> Outcome:
+        """A dead letter, and an answer with `status` when the submission id is known."""
+        metrics.DLQ.inc()
         result = None
         if sid is not None:
             result = ResultEvent(
                 submission_id=sid,
-                status=Status.INTERNAL_ERROR,
+                status=status,
                 language=None,
                 worker_id=self.settings.worker_id,
                 received_at=received_at or now_utc(),
                 started_at=None,
                 finished_at=now_utc(),
-                message=clip(message or detail, MAX_MESSAGE_CHARS),
+                message=clip(message, MAX_MESSAGE_CHARS),
                 metadata=salvage_metadata(value, self.decode_budgets),
             )
         return Outcome(result, dead_letter(value, source, exc, self.budget.dead_letter_bytes))
@@ -236,25 +250,13 @@ class Pipeline:
     def _invalid(
         self, value: bytes, source: Source, exc: InvalidEvent, received_at: datetime
     ) -> Outcome:
-        metrics.DLQ.inc()
         sid = exc.submission_id or salvage_submission_id(value, self.decode_budgets)
         log.warning(
             "invalid event at %s[%d]@%d: %s", source.topic, source.partition, source.offset, exc
         )
-        result = None
-        if sid is not None:
-            result = ResultEvent(
-                submission_id=sid,
-                status=Status.INVALID_SUBMISSION,
-                language=None,
-                worker_id=self.settings.worker_id,
-                received_at=received_at,
-                started_at=None,
-                finished_at=now_utc(),
-                message=clip(str(exc), MAX_MESSAGE_CHARS),
-                metadata=salvage_metadata(value, self.decode_budgets),
-            )
-        return Outcome(result, dead_letter(value, source, exc, self.budget.dead_letter_bytes))
+        return self._dead_end(
+            value, source, exc, sid, Status.INVALID_SUBMISSION, str(exc), received_at
+        )
 
     async def execute(
         self, submission: Submission, received_at: datetime, attempt: int = 1

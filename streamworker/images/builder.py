@@ -9,6 +9,7 @@ into an image is `streamworker.images.recipe`; the Docker requests are in `docke
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 import tempfile
@@ -48,6 +49,8 @@ from streamworker.settings import Settings
 
 BUILD_CONCURRENCY = 2  # two mmdebstraps saturate 2 cores; more only adds contention
 Progress = Callable[[str], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -260,8 +263,10 @@ async def _bootstrap(docker: DockerClient, lang: Language, plan: _Plan) -> str:
     except IMAGE_FAILURES as exc:
         import_error = exc
         # Let mmdebstrap finish on its own: killing it would leave its mounts behind.
-        while await proc.stdout.read(1 << 20):
-            pass
+        discarded = 0
+        async for chunk in _chunks(proc.stdout):
+            discarded += len(chunk)
+        log.info("%s: discarded %d bytes of rootfs after the import failed", lang.id, discarded)
     finally:
         returncode = await proc.wait()
         await log_task
