@@ -5,18 +5,18 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SW := $(VENV)/bin/streamworker
-PG_URL := postgresql+asyncpg://streamworker:streamworker@127.0.0.1:5432/streamworker
 # Languages built by `make test` (all of them: the conformance suite covers each).
 TEST_LANGUAGES ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status images image dind-image doctor bench demo test test-unit lint fmt
+.PHONY: help install up down status images demo-images image dind-image doctor bench demo test test-unit lint fmt
 
 help:
 	@echo "make demo   - install what is missing, start the stack, build images, run samples"
 	@echo "make test   - start the stack and run lint, unit and integration tests"
 	@echo "make up     - start Docker, Kafka (KRaft), PostgreSQL and one worker (idempotent)"
-	@echo "make down   - stop the local stack"
+	@echo "make status - show what runs;  make down - stop the local stack"
+	@echo "make images - build every runtime image (missing or changed ones only)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# `dev/stack.sh up` writes .state/stack.env, which the CLI reads: no URLs repeated here.
 up: install
 	bash dev/stack.sh up
-	STREAMWORKER_DATABASE_URL=$(PG_URL) $(SW) db upgrade
-	STREAMWORKER_DATABASE_URL=$(PG_URL) bash dev/stack.sh up-worker
+	$(SW) db upgrade
+	bash dev/stack.sh up-worker
 
 down:
 	bash dev/stack.sh down
@@ -41,8 +42,13 @@ images: install
 	bash dev/stack.sh up-docker
 	$(SW) images build $(TEST_LANGUAGES)
 
-demo: up images
-	STREAMWORKER_DATABASE_URL=$(PG_URL) $(VENV)/bin/python dev/demo.py
+# Only the images the demo sends to; `make images` builds the rest.
+demo-images: install
+	bash dev/stack.sh up-docker
+	$(SW) images build $$($(VENV)/bin/python dev/demo.py --languages)
+
+demo: up demo-images
+	$(VENV)/bin/python dev/demo.py
 
 bench: up
 	$(SW) bench --json docs/bench.json

@@ -1,5 +1,6 @@
 """`make demo`: send sample submissions through Kafka with a plain producer, print results
-and the SQL history. Expects the stack from `make up` and the runtime images."""
+and the SQL history. Expects the stack from `make up` and the images of `LANGUAGES`
+(`python dev/demo.py --languages` names them, so `make demo` builds only those)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streamworker.audit.store import AuditStore
 from streamworker.client import topic_partitions
-from streamworker.settings import load_settings
+from streamworker.settings_file import load_layered_settings
 
 CONFORMANCE = Path(__file__).resolve().parent.parent / "streamworker/languages/conformance"
 LANGUAGES = ("python", "javascript", "c", "cpp", "java", "go", "rust", "ruby", "bash")
@@ -59,7 +60,7 @@ def samples() -> list[dict[str, Any]]:
 
 
 async def main() -> int:
-    settings = load_settings()
+    settings, _ = load_layered_settings()
     events = samples()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -125,4 +126,7 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--languages"]:
+        print(" ".join(LANGUAGES))
+        sys.exit(0)
     sys.exit(asyncio.run(main()))

@@ -515,6 +515,24 @@ status_worker() {
   fi
 }
 
+# --- the settings file -----------------------------------------------------
+
+# The stack's settings for the CLI (streamworker/settings_file.py reads it when no
+# environment variable says otherwise): `streamworker history` etc. need no settings.
+write_settings_file() {
+  local file="$STATE/stack.env" tmp
+  tmp=$(mktemp "$STATE/stack.env.XXXXXX")
+  cat >"$tmp" <<EOF
+# Written by dev/stack.sh up: the local stack, for the streamworker CLI.
+# Flags > environment > this file > built-in defaults (docs/configuration.md).
+STREAMWORKER_DATABASE_URL=postgresql+asyncpg://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB
+STREAMWORKER_KAFKA_BOOTSTRAP=$KAFKA_HOST:$KAFKA_PORT
+EOF
+  chmod 600 "$tmp"
+  mv -f "$tmp" "$file"
+  say "settings: ${file#"$ROOT"/} (read by the streamworker CLI)"
+}
+
 # --- main ------------------------------------------------------------------
 
 usage() {
@@ -551,6 +569,7 @@ main() {
       up_docker
       up_postgres
       up_kafka
+      write_settings_file
       say "up in $((SECONDS - t0))s"
       ;;
     down)

@@ -16,7 +16,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from streamworker.audit.refusal import sqlstate
 from streamworker.errors import DockerUnavailable, ImageMissing, StreamworkerError
-from streamworker.settings import Settings, load_settings
+from streamworker.settings import Settings
+from streamworker.settings_file import load_layered_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 OWN_INFO_COMMANDS = frozenset({"bench"})
@@ -183,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="log library INFO lines and tracebacks (-vv: DEBUG)",
     )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="settings file (KEY=VALUE lines; default: .state/stack.env when present, "
+        "written by `make up`; `none`: no file). Flags > environment > file > defaults",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     worker = sub.add_parser("worker", help="run the Faust worker (HTTP on 127.0.0.1:6066)")
@@ -327,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.command, args.verbose)
     try:
-        settings = load_settings()
+        settings, source = load_layered_settings(args.config)
+        logging.getLogger(__name__).info("settings file: %s", source or "none")
         code: int = args.func(settings, args)
     except Exception as exc:
         message = explain(exc, args.command)

@@ -215,10 +215,20 @@ class Doctor:
             rows = await list_languages(self.settings)
         except DockerUnavailable as exc:
             raise CheckFailed(exc.message, "see docker.daemon") from exc
-        wanted = set(self.settings.required_languages) or {row.id for row in rows}
-        rows = [row for row in rows if row.id in wanted]
+        required = set(self.settings.required_languages)
+        if required:
+            rows = [row for row in rows if row.id in required]
         missing = [row.id for row in rows if not row.present]
         stale = [row.id for row in rows if row.present and not row.up_to_date]
+        if not required and missing and len(missing) < len(rows) and not stale:
+            # Nothing is required: a missing image is built on demand (`make images`);
+            # its submissions are answered internal_error naming that command.
+            return (
+                f"{len(rows) - len(missing)} of {len(rows)} runtime images present; not built: "
+                f"{', '.join(missing)} (their submissions are answered internal_error until "
+                f"`streamworker images build <lang>` or `make images`; "
+                "STREAMWORKER_REQUIRED_LANGUAGES makes them required)"
+            )
         if missing or stale:
             parts = []
             if missing:

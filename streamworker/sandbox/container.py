@@ -47,7 +47,12 @@ from streamworker.sandbox.calls import (
 )
 from streamworker.sandbox.failure import FailureKind
 from streamworker.sandbox.protocol import WORKER_GRACE_S, RawRun
-from streamworker.sandbox.spec import MEMORY_HEADROOM_MB, PIDS_HEADROOM, limit_violations
+from streamworker.sandbox.spec import (
+    LABEL_PREFIX,
+    MEMORY_HEADROOM_MB,
+    PIDS_HEADROOM,
+    limit_violations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -309,8 +314,10 @@ async def _create(
         )
     except aiodocker.DockerError as exc:
         if exc.status == 404 and "image" in exc.message.lower():
+            language = dict(config.get("Labels") or {}).get(f"{LABEL_PREFIX}.language", "")
+            build = f"streamworker images build {language}".rstrip()
             raise ImageMissing(
-                f"runtime image {config['Image']} is missing: run `streamworker images build`"
+                f"runtime image {config['Image']} is missing: run `{build}` (or `make images`)"
             ) from exc
         if exc.status != 409:
             metrics.CONTAINER_FAILURES.labels("create").inc()
