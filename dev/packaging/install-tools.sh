@@ -90,7 +90,7 @@ install_asyncapi() {
   fi
   say "@asyncapi/parser: npm install $ASYNCAPI_PARSER_VERSION into ${dest#"$ROOT"/}"
   mkdir -p "$dest"
-  npm install --prefix "$dest" --ignore-scripts --no-audit --no-fund \
+  npm install --prefix "$dest" --save-exact --ignore-scripts --no-audit --no-fund \
     "@asyncapi/parser@$ASYNCAPI_PARSER_VERSION" >>"$LOGS/npm.log" 2>&1 ||
     die "npm install @asyncapi/parser failed; see $LOGS/npm.log"
   say "@asyncapi/parser: $ASYNCAPI_PARSER_VERSION"
