@@ -7,14 +7,17 @@
 #               unpacked rather than installed so that no daemon starts on 0.0.0.0:9090
 #   compose     Debian's docker-compose (v1.29, a real Compose file parser: `config`)
 #   python      kubernetes-validate (Kubernetes JSON schemas, offline) into .venv
+#   asyncapi    @asyncapi/parser (pinned) from npm → .state/tools/asyncapi, read by
+#               dev/packaging/asyncapi-validate.mjs; install scripts are not run
 #
-#   dev/packaging/install-tools.sh [all | helm | prometheus | compose | python]...
+#   dev/packaging/install-tools.sh [all | helm | prometheus | compose | python | asyncapi]...
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN="$ROOT/.state/bin"
 TOOLS="$ROOT/.state/tools"
 LOGS="$ROOT/.state/logs"
+ASYNCAPI_PARSER_VERSION=3.6.6
 
 say() { printf 'packaging: %s\n' "$*"; }
 die() {
@@ -76,16 +79,34 @@ install_python() {
   "$ROOT/.venv/bin/pip" install -q 'kubernetes-validate>=1.31'
 }
 
+install_asyncapi() {
+  local dest="$TOOLS/asyncapi" manifest
+  manifest="$dest/node_modules/@asyncapi/parser/package.json"
+  command -v node >/dev/null && command -v npm >/dev/null || die "asyncapi: needs node and npm"
+  if [[ -f $manifest ]] &&
+    [[ $(node -p 'require(process.argv[1]).version' "$manifest") == "$ASYNCAPI_PARSER_VERSION" ]]; then
+    say "@asyncapi/parser: present ($ASYNCAPI_PARSER_VERSION)"
+    return 0
+  fi
+  say "@asyncapi/parser: npm install $ASYNCAPI_PARSER_VERSION into ${dest#"$ROOT"/}"
+  mkdir -p "$dest"
+  npm install --prefix "$dest" --save-exact --ignore-scripts --no-audit --no-fund \
+    "@asyncapi/parser@$ASYNCAPI_PARSER_VERSION" >>"$LOGS/npm.log" 2>&1 ||
+    die "npm install @asyncapi/parser failed; see $LOGS/npm.log"
+  say "@asyncapi/parser: $ASYNCAPI_PARSER_VERSION"
+}
+
 mkdir -p "$BIN" "$TOOLS" "$LOGS"
 targets=("$@")
 ((${#targets[@]})) || targets=(all)
 for target in "${targets[@]}"; do
   case $target in
-  all) install_helm && install_prometheus && install_compose && install_python ;;
+  all) install_helm && install_prometheus && install_compose && install_python && install_asyncapi ;;
   helm) install_helm ;;
   prometheus) install_prometheus ;;
   compose) install_compose ;;
   python) install_python ;;
-  *) die "unknown tool $target (all, helm, prometheus, compose, python)" ;;
+  asyncapi) install_asyncapi ;;
+  *) die "unknown tool $target (all, helm, prometheus, compose, python, asyncapi)" ;;
   esac
 done
