@@ -7,6 +7,7 @@
 #               unpacked rather than installed so that no daemon starts on 0.0.0.0:9090
 #   compose     Debian's docker-compose (v1.29, a real Compose file parser: `config`)
 #   python      kubernetes-validate (Kubernetes JSON schemas, offline) into .venv
+#   clients     Debian's kcat and postgresql-client (the README's commands, test_readme.py)
 #   asyncapi    @asyncapi/parser (pinned) from npm → .state/tools/asyncapi, read by
 #               dev/packaging/asyncapi-validate.mjs; install scripts are not run
 #
@@ -79,6 +80,16 @@ install_python() {
   "$ROOT/.venv/bin/pip" install -q 'kubernetes-validate>=1.31'
 }
 
+# kcat and psql: the README's first-submission commands, run literally by test_readme.py.
+install_clients() {
+  if command -v kcat >/dev/null && command -v psql >/dev/null; then
+    say "clients: present (kcat, psql)"
+    return 0
+  fi
+  say "clients: installing Debian's kcat and postgresql-client"
+  apt_retry as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat postgresql-client
+}
+
 install_asyncapi() {
   local dest="$TOOLS/asyncapi" manifest
   manifest="$dest/node_modules/@asyncapi/parser/package.json"
@@ -101,12 +112,13 @@ targets=("$@")
 ((${#targets[@]})) || targets=(all)
 for target in "${targets[@]}"; do
   case $target in
-  all) install_helm && install_prometheus && install_compose && install_python && install_asyncapi ;;
+  all) install_helm && install_prometheus && install_compose && install_python && install_asyncapi && install_clients ;;
   helm) install_helm ;;
   prometheus) install_prometheus ;;
   compose) install_compose ;;
   python) install_python ;;
   asyncapi) install_asyncapi ;;
+  clients) install_clients ;;
   *) die "unknown tool $target (all, helm, prometheus, compose, python, asyncapi)" ;;
   esac
 done
