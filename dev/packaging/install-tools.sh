@@ -11,7 +11,7 @@
 #   asyncapi    @asyncapi/parser (pinned) from npm → .state/tools/asyncapi, read by
 #               dev/packaging/asyncapi-validate.mjs; install scripts are not run
 #
-#   dev/packaging/install-tools.sh [all | helm | prometheus | compose | python | asyncapi]...
+#   dev/packaging/install-tools.sh [all | helm | prometheus | compose | python | asyncapi | clients]...
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
