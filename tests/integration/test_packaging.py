@@ -35,7 +35,7 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 WORKER_UID = "10001"
 # Oldest Kubernetes the chart supports (native sidecars) and the newest schema shipped.
 K8S_VERSIONS = ("1.29.0", "latest")
-CRD_KINDS = {"ServiceMonitor", "ScaledObject"}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "PrometheusRule"}
 
 
 def tool(name: str) -> str | None:
@@ -346,6 +346,7 @@ MODES: dict[str, list[str]] = {
     "everything": [
         "docker.mode=dind",
         "metrics.serviceMonitor.enabled=true",
+        "metrics.prometheusRule.enabled=true",
         "autoscaling.keda.enabled=true",
         "database.existingSecret=db",
         "probes.readiness.path=/ready",
@@ -497,7 +498,9 @@ def test_helm_remote_tls_mode(helm: str, mode: str) -> None:
 
 def test_helm_config_secret_service_and_migration_hook(helm: str) -> None:
     docs = render(helm, MODES["socket"])
-    config = one(docs, "ConfigMap")["data"]
+    configs = {c["metadata"]["name"]: c for c in by_kind(docs, "ConfigMap")}
+    assert set(configs) == {"sw-streamworker", "sw-streamworker-dashboard"}
+    config = configs["sw-streamworker"]["data"]
     assert config["STREAMWORKER_HTTP_HOST"] == "0.0.0.0"
     assert config["STREAMWORKER_APP_ID"] == "streamworker"
     assert config["STREAMWORKER_TOPIC_SUBMISSIONS"] == "streamworker.submissions"
