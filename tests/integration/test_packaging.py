@@ -483,7 +483,8 @@ def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
     found = [c for c in pod.get("containers", []) + pod.get("initContainers", [])]
     matches = [c for c in found if c["name"] == name]
     assert len(matches) == 1, name
-    return matches[0]
+    match: dict[str, Any] = matches[0]
+    return match
 
 
 def env_of(c: dict[str, Any]) -> dict[str, Any]:
