@@ -32,10 +32,12 @@ IMAGE_BUILD_TIMEOUT = pytest.mark.timeout(1800)
 IMAGE = os.environ.get("STREAMWORKER_WORKER_IMAGE", "streamworker/worker:local")
 CHART = REPO / "helm" / "streamworker"
 COMPOSE_FILE = REPO / "docker-compose.yml"
+# The socket's group as an operator would pass it (`stat -c %g /var/run/docker.sock`).
+DOCKER_GID = "998"
 WORKER_UID = "10001"
 # Oldest Kubernetes the chart supports (native sidecars) and the newest schema shipped.
 K8S_VERSIONS = ("1.29.0", "latest")
-CRD_KINDS = {"ServiceMonitor", "ScaledObject"}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "PrometheusRule"}
 
 
 def tool(name: str) -> str | None:
@@ -223,7 +225,9 @@ def compose() -> dict[str, Any]:
     need("docker-compose (dev/packaging/install-tools.sh compose)", binary is not None)
     assert binary is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "POSTGRES_"))}
-    resolved = run([binary, "-f", str(COMPOSE_FILE), "config"], env=env)
+    resolved = run(
+        [binary, "-f", str(COMPOSE_FILE), "config"], env={**env, "DOCKER_GID": DOCKER_GID}
+    )
     assert resolved.returncode == 0, resolved.stderr
     config: dict[str, Any] = yaml.safe_load(resolved.stdout)
     return config
@@ -289,7 +293,7 @@ def test_compose_worker_docker_access_modes(compose: dict[str, Any]) -> None:
     socket = services["worker"]
     assert socket["environment"]["DOCKER_HOST"] == "unix:///var/run/docker.sock"
     assert any("/var/run/docker.sock:/var/run/docker.sock" in v for v in socket["volumes"])
-    assert socket["group_add"], "uid 10001 joins the socket's group"
+    assert socket["group_add"] == [DOCKER_GID], "uid 10001 joins the socket's group only"
 
     dind, worker_dind = services["dind"], services["worker-dind"]
     assert dind["privileged"] is True and not worker_dind.get("privileged")
@@ -320,6 +324,7 @@ def test_compose_interpolation_keeps_ports_and_listeners_consistent() -> None:
     need("docker-compose (dev/packaging/install-tools.sh compose)", binary is not None)
     assert binary is not None
     env = {**os.environ, "KAFKA_HOST_PORT": "19092", "REMOTE_DOCKER_HOST": "tcp://d.test:2376"}
+    env["DOCKER_GID"] = DOCKER_GID
     resolved = run([binary, "-f", str(COMPOSE_FILE), "config"], env=env)
     assert resolved.returncode == 0, resolved.stderr
     services = yaml.safe_load(resolved.stdout)["services"]
@@ -330,27 +335,92 @@ def test_compose_interpolation_keeps_ports_and_listeners_consistent() -> None:
     assert remote == "tcp://d.test:2376"
 
 
+@pytest.mark.parametrize("profile", [[], ["--profile", "dind"]])
+def test_compose_refuses_to_start_without_the_sockets_group(profile: list[str]) -> None:
+    """No guessed group (root's 0 was the old default): Compose stops and says what to set."""
+    binary = tool("docker-compose")
+    need("docker-compose (dev/packaging/install-tools.sh compose)", binary is not None)
+    assert binary is not None
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_GID"}
+    resolved = run([binary, "-f", str(COMPOSE_FILE), *profile, "config"], env=env)
+    assert resolved.returncode != 0
+    assert "set DOCKER_GID to the group of /var/run/docker.sock" in resolved.stderr
+    assert "stat -c %g /var/run/docker.sock" in resolved.stderr
+    empty = run([binary, "-f", str(COMPOSE_FILE), "config"], env={**env, "DOCKER_GID": ""})
+    assert empty.returncode != 0 and "set DOCKER_GID" in empty.stderr
+
+
 # --- the Helm chart ------------------------------------------------------------------------
 
+# What every install chooses, there being no default: the database URL (or an existing
+# Secret), the Docker mode (and in socket mode the socket's group), and the NetworkPolicy's
+# peers for Kafka and PostgreSQL (none named: no egress to them).
+DATABASE = "database.url=postgresql+asyncpg://sw:s3cret@db.jobs:5432/sw"
+PEERS = [
+    "networkPolicy.egress.kafka.to[0].ipBlock.cidr=10.20.0.0/24",
+    "networkPolicy.egress.database.to[0].podSelector.matchLabels.app=postgres",
+    "networkPolicy.ingress.from[0].namespaceSelector.matchLabels.name=monitoring",
+]
+DOCKER_PEERS = ["networkPolicy.egress.docker.to[0].ipBlock.cidr=10.30.0.5/32"]
+SOCKET = ["docker.mode=socket", f"docker.socket.groupId={DOCKER_GID}"]
 MODES: dict[str, list[str]] = {
-    "socket": ["docker.mode=socket"],
-    "dind": ["docker.mode=dind"],
-    "dind-plain-sidecar": ["docker.mode=dind", "docker.dind.nativeSidecar=false"],
+    "socket": [DATABASE, *PEERS, *SOCKET],
+    "socket-root-group": [
+        DATABASE,
+        "docker.mode=socket",
+        "docker.socket.groupId=0",
+        "docker.socket.allowRootGroup=true",
+    ],
+    "dind": [DATABASE, *PEERS, "docker.mode=dind"],
+    "dind-plain-sidecar": [DATABASE, *PEERS, "docker.mode=dind", "docker.dind.nativeSidecar=false"],
     "remoteTls-inline": [
+        DATABASE,
+        *PEERS,
+        *DOCKER_PEERS,
         "docker.mode=remoteTls",
         "docker.remoteTls.caPem=CA",
         "docker.remoteTls.certPem=CERT",
         "docker.remoteTls.keyPem=KEY",
     ],
-    "remoteTls-secret": ["docker.mode=remoteTls", "docker.remoteTls.existingSecret=docker-tls"],
+    "remoteTls-secret": [
+        DATABASE,
+        *PEERS,
+        *DOCKER_PEERS,
+        "docker.mode=remoteTls",
+        "docker.remoteTls.existingSecret=docker-tls",
+    ],
+    "kafka-sasl-inline": [
+        DATABASE,
+        *PEERS,
+        *SOCKET,
+        "kafka.security.protocol=SASL_PLAINTEXT",
+        "kafka.security.sasl.mechanism=SCRAM-SHA-512",
+        "kafka.security.sasl.username=worker",
+        "kafka.security.sasl.password=kafka-s3cret",
+    ],
     "everything": [
         "docker.mode=dind",
+        *PEERS,
         "metrics.serviceMonitor.enabled=true",
+        "metrics.prometheusRule.enabled=true",
         "autoscaling.keda.enabled=true",
         "database.existingSecret=db",
         "probes.readiness.path=/ready",
+        "kafka.security.protocol=SASL_SSL",
+        "kafka.security.sasl.mechanism=SCRAM-SHA-256",
+        "kafka.security.sasl.username=worker",
+        "kafka.security.sasl.existingSecret=kafka-creds",
+        "kafka.security.sasl.existingSecretKey=pw",
+        "kafka.security.ssl.existingSecret=kafka-tls",
+        "kafka.security.ssl.certFile=tls.crt",
+        "kafka.security.ssl.keyFile=tls.key",
     ],
-    "hpa": ["autoscaling.hpa.enabled=true", "networkPolicy.enabled=false"],
+    "hpa": [
+        DATABASE,
+        "docker.mode=dind",
+        "autoscaling.hpa.enabled=true",
+        "networkPolicy.enabled=false",
+    ],
 }
 
 
@@ -413,7 +483,8 @@ def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
     found = [c for c in pod.get("containers", []) + pod.get("initContainers", [])]
     matches = [c for c in found if c["name"] == name]
     assert len(matches) == 1, name
-    return matches[0]
+    match: dict[str, Any] = matches[0]
+    return match
 
 
 def env_of(c: dict[str, Any]) -> dict[str, Any]:
@@ -445,7 +516,7 @@ def test_helm_socket_mode(helm: str) -> None:
     assert "initContainers" not in pod
     socket = next(v for v in pod["volumes"] if v["name"] == "docker-socket")
     assert socket["hostPath"] == {"path": "/var/run/docker.sock", "type": "Socket"}
-    assert pod["securityContext"]["supplementalGroups"] == [0]
+    assert pod["securityContext"]["supplementalGroups"] == [int(DOCKER_GID)]
     assert env_of(container(pod, "worker"))["DOCKER_HOST"] == "unix:///var/run/docker.sock"
     worker = container(pod, "worker")
     assert worker["livenessProbe"]["httpGet"]["path"] == "/health"
@@ -497,7 +568,9 @@ def test_helm_remote_tls_mode(helm: str, mode: str) -> None:
 
 def test_helm_config_secret_service_and_migration_hook(helm: str) -> None:
     docs = render(helm, MODES["socket"])
-    config = one(docs, "ConfigMap")["data"]
+    configs = {c["metadata"]["name"]: c for c in by_kind(docs, "ConfigMap")}
+    assert set(configs) == {"sw-streamworker", "sw-streamworker-dashboard"}
+    config = configs["sw-streamworker"]["data"]
     assert config["STREAMWORKER_HTTP_HOST"] == "0.0.0.0"
     assert config["STREAMWORKER_APP_ID"] == "streamworker"
     assert config["STREAMWORKER_TOPIC_SUBMISSIONS"] == "streamworker.submissions"
@@ -581,10 +654,13 @@ def test_helm_hpa(helm: str) -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (["docker.mode=podman"], "docker.mode must be socket, dind or remoteTls"),
-        (["autoscaling.hpa.enabled=true", "autoscaling.keda.enabled=true"], "either hpa or keda"),
-        (["docker.mode=remoteTls"], "docker.remoteTls.caPem"),
-        (["config.OTHER=1"], "config keys are STREAMWORKER_"),
+        ([DATABASE, "docker.mode=podman"], "docker.mode must be socket, dind or remoteTls"),
+        (
+            [*MODES["dind"], "autoscaling.hpa.enabled=true", "autoscaling.keda.enabled=true"],
+            "either hpa or keda",
+        ),
+        ([DATABASE, "docker.mode=remoteTls"], "docker.remoteTls.caPem"),
+        ([*MODES["dind"], "config.OTHER=1"], "config keys are STREAMWORKER_"),
     ],
 )
 def test_helm_refuses_bad_values(helm: str, values: list[str], message: str) -> None:
@@ -597,7 +673,9 @@ def test_helm_chart_files_are_plain_yaml() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2" and chart["name"] == "streamworker"
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert values["docker"]["mode"] == "socket"
+    assert values["docker"]["mode"] == "", "the operator chooses"
+    assert values["docker"]["socket"]["groupId"] == "", "no root fallback"
+    assert values["database"]["url"] == "", "no default password"
     assert values["kafka"]["appId"] == "streamworker"
     assert values["kafka"]["topics"]["submissions"] == "streamworker.submissions"
     assert values["metrics"]["serviceMonitor"]["enabled"] is False

@@ -64,13 +64,89 @@ app.kubernetes.io/component: worker
 {{- default (printf "%s-docker-tls" (include "streamworker.fullname" .)) .Values.docker.remoteTls.existingSecret }}
 {{- end }}
 
-{{/* The access mode, checked once. */}}
+{{/* The access mode, checked once: there is no default, the operator chooses. */}}
 {{- define "streamworker.dockerMode" -}}
 {{- $mode := .Values.docker.mode }}
+{{- if not $mode }}
+{{- fail "docker.mode is required: socket (the nodes' /var/run/docker.sock; also set docker.socket.groupId), dind (a privileged Docker-in-Docker sidecar) or remoteTls (a daemon over mutual TLS)" }}
+{{- end }}
 {{- if not (has $mode (list "socket" "dind" "remoteTls")) }}
 {{- fail (printf "docker.mode must be socket, dind or remoteTls (got %q)" $mode) }}
 {{- end }}
 {{- $mode }}
+{{- end }}
+
+{{/* The socket's group, which the worker joins: given, numeric, and not root's by accident. */}}
+{{- define "streamworker.socketGroupId" -}}
+{{- $gid := .Values.docker.socket.groupId }}
+{{- if or (kindIs "invalid" $gid) (eq (toString $gid) "") }}
+{{- fail "docker.socket.groupId is required in socket mode: the group owning the socket on the nodes (stat -c %g /var/run/docker.sock); the worker (uid 10001) joins that group only" }}
+{{- end }}
+{{- if and (kindIs "string" $gid) (not (regexMatch "^[0-9]+$" $gid)) }}
+{{- fail (printf "docker.socket.groupId must be a numeric group id (got %q)" $gid) }}
+{{- end }}
+{{- $n := int64 $gid }}
+{{- if lt $n 0 }}
+{{- fail (printf "docker.socket.groupId must be a numeric group id (got %v)" $gid) }}
+{{- end }}
+{{- if and (eq $n 0) (not .Values.docker.socket.allowRootGroup) }}
+{{- fail "docker.socket.groupId is 0: the worker would join root's group. If the socket really belongs to group 0 on the nodes, say so with docker.socket.allowRootGroup=true" }}
+{{- end }}
+{{- $n }}
+{{- end }}
+
+{{/* The database URL for the chart's own Secrets; there is no default (no default password). */}}
+{{- define "streamworker.databaseUrl" -}}
+{{- if not .Values.database.url }}
+{{- fail "database.url is required (the chart ships no default password): set database.url, or database.existingSecret naming a Secret whose key database.existingSecretKey holds the URL" }}
+{{- end }}
+{{- .Values.database.url }}
+{{- end }}
+
+{{/* Kafka's security protocol, checked with what it needs; the settings go to the ConfigMap. */}}
+{{- define "streamworker.kafkaProtocol" -}}
+{{- $sec := .Values.kafka.security }}
+{{- $protocol := $sec.protocol }}
+{{- if not (has $protocol (list "PLAINTEXT" "SSL" "SASL_PLAINTEXT" "SASL_SSL")) }}
+{{- fail (printf "kafka.security.protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (got %q)" $protocol) }}
+{{- end }}
+{{- if hasPrefix "SASL_" $protocol }}
+{{- if not (has $sec.sasl.mechanism (list "PLAIN" "SCRAM-SHA-256" "SCRAM-SHA-512")) }}
+{{- fail (printf "kafka.security.sasl.mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with protocol %s (got %q)" $protocol $sec.sasl.mechanism) }}
+{{- end }}
+{{- if not $sec.sasl.username }}
+{{- fail (printf "kafka.security.sasl.username is required with protocol %s" $protocol) }}
+{{- end }}
+{{- if not (or $sec.sasl.existingSecret $sec.sasl.password) }}
+{{- fail (printf "kafka.security.sasl.existingSecret (a Secret holding the password under kafka.security.sasl.existingSecretKey) or kafka.security.sasl.password is required with protocol %s" $protocol) }}
+{{- end }}
+{{- else if or $sec.sasl.mechanism $sec.sasl.username $sec.sasl.existingSecret $sec.sasl.password }}
+{{- fail (printf "kafka.security.sasl.* is set but kafka.security.protocol is %s: use SASL_PLAINTEXT or SASL_SSL" $protocol) }}
+{{- end }}
+{{- if hasSuffix "SSL" $protocol }}
+{{- if and (not $sec.ssl.existingSecret) (or $sec.ssl.certFile $sec.ssl.keyFile) }}
+{{- fail "kafka.security.ssl.certFile and keyFile are files of kafka.security.ssl.existingSecret: name that Secret" }}
+{{- end }}
+{{- if ne (empty $sec.ssl.certFile) (empty $sec.ssl.keyFile) }}
+{{- fail "kafka.security.ssl.certFile and kafka.security.ssl.keyFile go together (a client certificate and its key)" }}
+{{- end }}
+{{- else if $sec.ssl.existingSecret }}
+{{- fail (printf "kafka.security.ssl.existingSecret is set but kafka.security.protocol is %s: use SSL or SASL_SSL" $protocol) }}
+{{- end }}
+{{- $protocol }}
+{{- end }}
+
+{{/* Whether Kafka's TLS files are mounted (from kafka.security.ssl.existingSecret). */}}
+{{- define "streamworker.kafkaTlsMounted" -}}
+{{- if and (hasSuffix "SSL" .Values.kafka.security.protocol) .Values.kafka.security.ssl.existingSecret }}true{{ end }}
+{{- end }}
+
+{{- define "streamworker.kafkaPasswordSecretName" -}}
+{{- default (printf "%s-kafka" (include "streamworker.fullname" .)) .Values.kafka.security.sasl.existingSecret }}
+{{- end }}
+
+{{- define "streamworker.kafkaPasswordSecretKey" -}}
+{{- if .Values.kafka.security.sasl.existingSecret }}{{ .Values.kafka.security.sasl.existingSecretKey }}{{ else }}sasl-password{{ end }}
 {{- end }}
 
 {{/* Environment telling the worker how to reach Docker. */}}
