@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - install what is missing, start the stack, build images, run samples"
 	@echo "make test   - start the stack and run lint, unit and integration tests"
-	@echo "make up     - start Docker, Kafka (KRaft), PostgreSQL and one worker (idempotent)"
+	@echo "make up     - start Docker, Kafka (KRaft), PostgreSQL, one worker and the gateway"
 	@echo "make status - show what runs;  make down - stop the local stack"
 	@echo "make images - build every runtime image (missing or changed ones only)"
 
@@ -31,6 +31,7 @@ up: install
 	bash dev/stack.sh up
 	$(SW) db upgrade
 	bash dev/stack.sh up-worker
+	bash dev/stack.sh up-gateway
 
 down:
 	bash dev/stack.sh down

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The local stack: Docker engine, Apache Kafka (KRaft) on 127.0.0.1:9092,
-# PostgreSQL on 127.0.0.1:5432 and, on request, one worker on 127.0.0.1:6066.
+# PostgreSQL on 127.0.0.1:5432 and, on request, one worker on 127.0.0.1:6066 and the
+# Judge0/Piston-compatible gateway on 127.0.0.1:2358.
 #
 #   dev/stack.sh up | down | status
-#   dev/stack.sh up-docker | up-kafka | up-postgres | up-worker
-#   dev/stack.sh down-docker | down-kafka | down-postgres | down-worker
+#   dev/stack.sh up-docker | up-kafka | up-postgres | up-worker | up-gateway
+#   dev/stack.sh down-docker | down-kafka | down-postgres | down-worker | down-gateway
 #
 # Idempotent: `up` starts only what does not answer; `down` stops only what this
 # script started (a Docker engine somebody else started is left alone).
@@ -45,6 +46,10 @@ WORKER_HEALTH_URL="http://127.0.0.1:6066/health"
 WORKER_WAIT_S=60
 WORKER_STOP_WAIT_S=30
 WORKER_PIDFILE="$STATE/worker/worker.pid"
+
+GATEWAY_URL="http://127.0.0.1:2358"
+GATEWAY_WAIT_S=60
+GATEWAY_PIDFILE="$STATE/gateway/gateway.pid"
 
 # --- helpers ---------------------------------------------------------------
 
@@ -515,6 +520,68 @@ status_worker() {
   fi
 }
 
+# --- gateway (Judge0/Piston-compatible HTTP, 127.0.0.1:2358) -------------------
+
+gateway_http_code() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$GATEWAY_URL/health" 2>/dev/null || true
+}
+
+up_gateway() {
+  local code
+  command -v curl >/dev/null || apt_install curl
+  if ! live_pid "$GATEWAY_PIDFILE" "streamworker gateway" >/dev/null; then
+    code=$(gateway_http_code)
+    if [[ -n $code && $code != 000 ]]; then
+      say "gateway: $GATEWAY_URL already answers (not started by stack.sh)"
+      return 0
+    fi
+    [[ -x $WORKER_BIN ]] || die "gateway: $WORKER_BIN not found; install the package into .venv first"
+    (
+      cd "$ROOT"
+      export STREAMWORKER_DATABASE_URL="${STREAMWORKER_DATABASE_URL:-postgresql+asyncpg://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB}"
+      say "gateway: starting (log: ${LOGS#"$ROOT"/}/gateway.log)"
+      spawn "$GATEWAY_PIDFILE" "$LOGS/gateway.log" "$WORKER_BIN" gateway
+    )
+  fi
+  local deadline=$((SECONDS + GATEWAY_WAIT_S))
+  until [[ $(gateway_http_code) == 200 ]]; do
+    if ! live_pid "$GATEWAY_PIDFILE" "streamworker gateway" >/dev/null; then
+      tail_log "$LOGS/gateway.log" 30
+      die "gateway: exited before $GATEWAY_URL/health answered; see $LOGS/gateway.log"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail_log "$LOGS/gateway.log" 30
+      die "gateway: $GATEWAY_URL/health did not answer within ${GATEWAY_WAIT_S}s"
+    fi
+    sleep 0.5
+  done
+  say "gateway: up (pid $(<"$GATEWAY_PIDFILE"), $GATEWAY_URL, docs at $GATEWAY_URL/docs)"
+}
+
+down_gateway() {
+  local pid
+  if pid=$(live_pid "$GATEWAY_PIDFILE" "streamworker gateway"); then
+    say "gateway: stopping (pid $pid)"
+    stop_pid "$pid" gateway "$WORKER_STOP_WAIT_S"
+    say "gateway: stopped"
+  else
+    say "gateway: not running"
+  fi
+  rm -f "$GATEWAY_PIDFILE"
+}
+
+status_gateway() {
+  local pid code
+  code=$(gateway_http_code)
+  if pid=$(live_pid "$GATEWAY_PIDFILE" "streamworker gateway"); then
+    say "gateway: running (pid $pid, $GATEWAY_URL/health -> HTTP $code)"
+  elif [[ -n $code && $code != 000 ]]; then
+    say "gateway: $GATEWAY_URL answers (HTTP $code), not started by stack.sh"
+  else
+    say "gateway: down"
+  fi
+}
+
 # --- the settings file -----------------------------------------------------
 
 # The stack's settings for the CLI (streamworker/settings_file.py reads it when no
@@ -541,8 +608,8 @@ usage: dev/stack.sh COMMAND
   up            start Docker, PostgreSQL and Kafka (only what is not running)
   down          stop the worker, Kafka, PostgreSQL and a Docker engine started by this script
   status        show each service; exit 1 if Docker, Kafka or PostgreSQL is down
-  up-docker | up-kafka | up-postgres | up-worker
-  down-docker | down-kafka | down-postgres | down-worker
+  up-docker | up-kafka | up-postgres | up-worker | up-gateway
+  down-docker | down-kafka | down-postgres | down-worker | down-gateway
 EOF
 }
 
@@ -573,6 +640,7 @@ main() {
       say "up in $((SECONDS - t0))s"
       ;;
     down)
+      down_gateway
       down_worker
       down_kafka
       down_postgres
@@ -583,12 +651,15 @@ main() {
       status_kafka || rc=1
       status_postgres || rc=1
       status_worker || true
+      status_gateway
       return "$rc"
       ;;
     up-docker) up_docker ;;
     up-kafka) up_kafka ;;
     up-postgres) up_postgres ;;
     up-worker) up_worker ;;
+    up-gateway) up_gateway ;;
+    down-gateway) down_gateway ;;
     down-docker) down_docker ;;
     down-kafka) down_kafka ;;
     down-postgres) down_postgres ;;

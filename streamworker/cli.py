@@ -57,6 +57,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.gateway.serve import run_gateway
+
+    run_gateway(settings, log_level=args.loglevel)
+    return 0
+
+
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     from streamworker.client import submission_from_file, submit_and_wait
 
@@ -195,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the Faust worker (HTTP on 127.0.0.1:6066)")
     worker.add_argument("--loglevel", default="info")
     worker.set_defaults(func=cmd_worker)
+
+    gateway = sub.add_parser(
+        "gateway",
+        help="run the Judge0/Piston-compatible HTTP gateway (127.0.0.1:2358, docs/gateway.md)",
+    )
+    gateway.add_argument("--loglevel", default="warning")
+    gateway.set_defaults(func=cmd_gateway)
 
     submit = sub.add_parser("submit", help="send one submission and print its result")
     submit.add_argument("file", help="a submission event (.json) or a source file")

@@ -39,6 +39,22 @@ class DockerSettings:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    """The HTTP gateway (`streamworker gateway`): where it listens and its bounds."""
+
+    host: str = "127.0.0.1"
+    port: int = 2358
+    """Judge0's port, so a Judge0 user changes only the host."""
+    max_wait_s: float = 60.0
+    """Longest a `wait=true` (or a Piston execute) holds its request; then the current state."""
+    max_in_flight: int = 100
+    """Submissions this replica produced and has not seen answered; beyond: 503 "queue is full"."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    callback_secret: str = ""
+    """HMAC key of callback signatures; empty: callbacks are sent unsigned."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the contract's values as defaults."""
 
@@ -90,6 +106,7 @@ class Settings:
     consumers only after its transaction commits."""
     session_timeout_s: float = 10.0
     shutdown_grace_s: float = 20.0
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     def decode_budgets(self) -> DecodeBudgets:
         """The contract's decode budgets with the two that operators configure."""
@@ -265,4 +282,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "STREAMWORKER_AUDIT_LAG_DEGRADED_S", Settings.audit_lag_degraded_s
         ),
         required_languages=_list(env, "STREAMWORKER_REQUIRED_LANGUAGES", ()),
+        gateway=_gateway(env),
+    )
+
+
+def _gateway(env: Mapping[str, str]) -> GatewaySettings:
+    port = _int(env, "STREAMWORKER_GATEWAY_PORT", GatewaySettings.port)
+    if not 0 < port < 65536:
+        raise ConfigError("STREAMWORKER_GATEWAY_PORT", f"not a TCP port: {port}")
+    return GatewaySettings(
+        host=_get(env, "STREAMWORKER_GATEWAY_HOST") or GatewaySettings.host,
+        port=port,
+        max_wait_s=_float(env, "STREAMWORKER_GATEWAY_MAX_WAIT_S", GatewaySettings.max_wait_s),
+        max_in_flight=_int(
+            env, "STREAMWORKER_GATEWAY_MAX_IN_FLIGHT", GatewaySettings.max_in_flight, minimum=1
+        ),
+        max_body_bytes=_int(
+            env, "STREAMWORKER_GATEWAY_MAX_BODY_BYTES", GatewaySettings.max_body_bytes, minimum=1024
+        ),
+        callback_secret=_get(env, "STREAMWORKER_GATEWAY_CALLBACK_SECRET") or "",
     )

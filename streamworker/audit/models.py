@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -202,3 +203,20 @@ audit_events: Table = Base.metadata.tables["audit_events"]
 executions: Table = Base.metadata.tables["executions"]
 execution_runs: Table = Base.metadata.tables["execution_runs"]
 audit_quarantine: Table = Base.metadata.tables["audit_quarantine"]
+
+
+class GatewaySubmission(Base):
+    """A gateway token (Judge0/Piston): whose it is, which submission (and, for a fused
+    batch item, which test case) answers it, and the request as given (for `fields=*`)."""
+
+    __tablename__ = "gateway_submissions"
+    __table_args__ = (UniqueConstraint("tenant", "idempotency_key"),)
+
+    token: Mapped[str] = mapped_column(SafeString(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(SafeString(64))
+    submission_id: Mapped[str] = mapped_column(SafeString(128), index=True)
+    case_index: Mapped[int | None] = mapped_column(Integer)
+    api: Mapped[str] = mapped_column(SafeString(16))
+    idempotency_key: Mapped[str | None] = mapped_column(SafeString(255))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    request: Mapped[dict[str, Any]]

@@ -42,6 +42,13 @@ class Language:
     limits_floor: Mapping[str, float] = field(default_factory=dict)
     setup: tuple[str, ...] = ()
     notes: str = ""
+    version: str = ""
+    """The runtime's version as packaged (the image label has the full `version_cmd` text)."""
+    judge0_ids: tuple[int, ...] = ()
+    """Judge0 language ids meaning this language; the first is the one Judge0 CE lists."""
+    piston: str = ""
+    """Piston v2's name for it ("" = the id); `piston_aliases` are its other names."""
+    piston_aliases: tuple[str, ...] = ()
 
     @property
     def compiled(self) -> bool:
@@ -83,6 +90,10 @@ def _language(lang_id: str, raw: Mapping[str, Any]) -> Language:
         limits_floor=dict(raw.get("limits_floor", {})),
         setup=tuple(raw.get("setup", ())),
         notes=str(raw.get("notes", "")),
+        version=str(raw.get("version", "")),
+        judge0_ids=tuple(int(i) for i in raw.get("judge0_ids", ())),
+        piston=str(raw.get("piston", "")) or lang_id,
+        piston_aliases=tuple(str(a) for a in raw.get("piston_aliases", ())),
     )
 
 

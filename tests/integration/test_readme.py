@@ -65,6 +65,7 @@ def demo_stack() -> object:
         assert demo.returncode == 0, (demo.stdout + demo.stderr)[-6000:]
         yield demo
     finally:
+        sh("bash dev/stack.sh down-gateway")
         sh("bash dev/stack.sh down-worker")
 
 

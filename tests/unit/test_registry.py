@@ -86,3 +86,17 @@ def test_image_ref_prefers_the_entry_image() -> None:
     assert image_ref(lang, settings) == "reg.example/sw/c:bookworm"
     own = dataclasses.replace(lang, image="mine/c:1")
     assert image_ref(own, settings) == "mine/c:1"
+
+
+def test_compat_names_are_unambiguous() -> None:
+    """A Judge0 id or Piston name must lead to one language, or the gateway would guess."""
+    judge0: dict[int, str] = {}
+    piston: dict[str, str] = {}
+    for lang in load_registry().values():
+        assert lang.version, lang.id
+        for judge0_id in lang.judge0_ids:
+            assert judge0.setdefault(judge0_id, lang.id) == lang.id, judge0_id
+        for name in (lang.piston, *lang.piston_aliases):
+            assert piston.setdefault(name, lang.id) == lang.id, name
+    assert judge0[71] == "python" and judge0[62] == "java" and judge0[54] == "cpp"
+    assert piston["py"] == "python" and piston["c++"] == "cpp"

@@ -1,0 +1,110 @@
+"""Producing submissions and waiting for their results: the gateway's one path into the
+pipeline, shared by Judge0 and Piston routes.
+
+Exactly-once is the worker's business (the submission id is the idempotency key); here a
+produce is idempotent (`enable_idempotence`) and acknowledged by all in-sync replicas
+before a client hears "201". The in-flight bound counts what this replica produced and
+has not yet seen answered, so a flood gets 503 "queue is full" instead of a backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from streamworker.gateway.results import ResultsHub
+from streamworker.settings import Settings
+
+IN_FLIGHT_TTL_S = 3600.0
+"""A submission unanswered this long no longer counts against the bound (a lost result
+must not lock the gateway forever)."""
+
+
+class QueueFull(Exception):
+    """More submissions in flight than `max_in_flight`."""
+
+
+class ProduceFailed(Exception):
+    """Kafka did not take the submission; nothing was stored for it."""
+
+
+class Submitter:
+    """Produce to the submissions topic; wait on the results hub."""
+
+    def __init__(self, settings: Settings, hub: ResultsHub) -> None:
+        self.settings = settings
+        self.hub = hub
+        self._producer: AIOKafkaProducer | None = None
+        self._in_flight: OrderedDict[str, float] = OrderedDict()
+        hub.listeners.append(lambda result: self.answered(str(result.get("submission_id"))))
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @property
+    def in_flight(self) -> int:
+        self._prune()
+        return len(self._in_flight)
+
+    def answered(self, submission_id: str) -> None:
+        self._in_flight.pop(submission_id, None)
+
+    def _prune(self) -> None:
+        cutoff = time.monotonic() - IN_FLIGHT_TTL_S
+        while self._in_flight:
+            sid, since = next(iter(self._in_flight.items()))
+            if since >= cutoff and self.hub.cached(sid) is None:
+                break
+            del self._in_flight[sid]
+
+    def reserve(self, count: int) -> None:
+        """Refuse before anything is stored when `count` more would pass the bound."""
+        if self.in_flight + count > self.settings.gateway.max_in_flight:
+            raise QueueFull("queue is full")
+
+    async def produce(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Send every event (keyed by submission id) and wait for all acknowledgements."""
+        if self._producer is None:
+            raise ProduceFailed("the gateway is not connected to Kafka")
+        topic = self.settings.topics.submissions
+        try:
+            sends = [
+                await self._producer.send(
+                    topic,
+                    json.dumps(event, separators=(",", ":")).encode(),
+                    key=str(event["submission_id"]).encode(),
+                )
+                for event in events
+            ]
+            await asyncio.gather(*sends)
+        except Exception as exc:
+            raise ProduceFailed(f"Kafka refused the submission: {exc}") from exc
+        now = time.monotonic()
+        for event in events:
+            self._in_flight[str(event["submission_id"])] = now
+
+    async def wait(
+        self, future: asyncio.Future[Mapping[str, Any]], submission_id: str, timeout_s: float
+    ) -> Mapping[str, Any] | None:
+        """The result, or None after `timeout_s` (the caller answers with the current state)."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            self.hub.forget(submission_id, future)
+            return None
