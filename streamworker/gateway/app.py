@@ -25,7 +25,7 @@ from streamworker.gateway.context import Gateway
 from streamworker.gateway.http import HttpError, json_body
 from streamworker.gateway.results import ResultsHub
 from streamworker.gateway.store import GatewayStore
-from streamworker.gateway.submitter import QueueFull, Submitter
+from streamworker.gateway.submitter import QueueFull, Refused, Submitter
 from streamworker.settings import Settings
 
 
@@ -193,6 +193,10 @@ def _register_piston(router: APIRouter, gw: Gateway) -> None:
         except piston.PistonInvalid as exc:
             raise HttpError(400, {"message": str(exc)}) from exc
         event["metadata"]["piston"]["tenant"] = caller.tenant
+        try:
+            gw.submitter.check([event])
+        except Refused as exc:
+            raise HttpError(400, {"message": str(exc)}) from exc
         gw.submitter.reserve(1)
         future = gw.hub.register(submission_id)
         try:

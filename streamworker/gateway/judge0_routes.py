@@ -31,7 +31,7 @@ from streamworker.gateway.judge0_request import (
     submission_event,
 )
 from streamworker.gateway.store import IdempotencyConflict, Token
-from streamworker.gateway.submitter import ProduceFailed, QueueFull
+from streamworker.gateway.submitter import ProduceFailed, QueueFull, Refused
 
 BATCH_UTF8_ERROR = (
     "some attributes for one or more submissions cannot be converted to UTF-8, "
@@ -48,6 +48,14 @@ def _fields(request: Request) -> tuple[str, ...]:
 
 def _metadata(token: str, tenant: str, req: Judge0Request) -> dict[str, Any]:
     return {"judge0": {"token": token, "tenant": tenant, "language_id": req.language_id}}
+
+
+def _check(gw: Gateway, events: Sequence[Mapping[str, Any]]) -> None:
+    """What the worker would refuse is a 422 here, in Judge0's shape."""
+    try:
+        gw.submitter.check(events)
+    except Refused as exc:
+        raise HttpError(422, {exc.field: [exc.message]}) from exc
 
 
 async def _store(gw: Gateway, tokens: Sequence[Token], events: Sequence[Mapping[str, Any]]) -> None:
@@ -107,6 +115,7 @@ class Judge0Routes:
             idempotency_key=request.headers.get("idempotency-key"),
         )
         event = submission_event(req, token_id, _metadata(token_id, caller.tenant, req))
+        _check(self.gw, [event])
         future = self.gw.hub.register(token_id) if wait else None
         try:
             await _store(self.gw, [token], [event])
@@ -158,14 +167,19 @@ class Judge0Routes:
         valid: list[tuple[int, Judge0Request]] = []
         for index, item in enumerate(items):
             try:
-                valid.append((index, parse_request(item, encoded, self.gw.settings)))
+                req = parse_request(item, encoded, self.gw.settings)
+                _check(self.gw, [submission_event(req, str(uuid.uuid4()), {})])
+                valid.append((index, req))
                 answers.append({})
             except Judge0Invalid as exc:
                 answers.append(exc.errors)
+            except HttpError as exc:
+                answers.append(exc.body)
         if not valid:
             return JSONResponse(answers, status_code=422)
         self.gw.limit_submissions(caller, len(valid))
         tokens, events = fuse(valid, caller.tenant)
+        _check(self.gw, events)
         for token in tokens:
             answers[token.request["batch_index"]] = {"token": token.token}
         await _store(self.gw, tokens, events)

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from streamworker.contract import decode_submission
+from streamworker.errors import InvalidEvent
 from streamworker.gateway.results import ResultsHub
 from streamworker.settings import Settings
 
@@ -27,6 +29,28 @@ must not lock the gateway forever)."""
 
 class QueueFull(Exception):
     """More submissions in flight than `max_in_flight`."""
+
+
+class Refused(Exception):
+    """The event breaks the contract's budgets: the worker would answer it
+    `invalid_submission`, so the client hears it now, as a 422 naming the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def encode_checked(event: Mapping[str, Any], settings: Settings) -> bytes:
+    """The event's bytes, decoded once the way the worker will (same budgets)."""
+    data = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
+    try:
+        decode_submission(data, settings.decode_budgets())
+    except InvalidEvent as exc:
+        raise Refused(exc.field or "base", exc.detail) from exc
+    return data
 
 
 class ProduceFailed(Exception):
@@ -78,6 +102,11 @@ class Submitter:
         if self.in_flight + count > self.settings.gateway.max_in_flight:
             raise QueueFull("queue is full")
 
+    def check(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Raise `Refused` for the first event the worker would refuse."""
+        for event in events:
+            encode_checked(event, self.settings)
+
     async def produce(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Send every event (keyed by submission id) and wait for all acknowledgements."""
         if self._producer is None:
@@ -87,12 +116,14 @@ class Submitter:
             sends = [
                 await self._producer.send(
                     topic,
-                    json.dumps(event, separators=(",", ":")).encode(),
+                    encode_checked(event, self.settings),
                     key=str(event["submission_id"]).encode(),
                 )
                 for event in events
             ]
             await asyncio.gather(*sends)
+        except Refused:
+            raise
         except Exception as exc:
             raise ProduceFailed(f"Kafka refused the submission: {exc}") from exc
         now = time.monotonic()
