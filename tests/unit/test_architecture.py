@@ -33,7 +33,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"audit"}),
     frozenset({"pipeline", "fit", "retry"}),
     frozenset({"worker"}),
-    frozenset({"replay", "client", "doctor", "bench"}),
+    frozenset({"replay", "client", "doctor", "bench", "gateway"}),
     frozenset({"cli"}),
 )
 """Bottom to top, by top-level module or package of `streamworker`. A unit may import
