@@ -107,8 +107,8 @@ def forbidden_reason(ip: IPAddress) -> str | None:
         (ip.is_link_local, "a link-local address (cloud metadata lives here)"),
         (ip.is_multicast, "a multicast address"),
         (isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT, "shared address space"),
-        (ip.is_private, "a private address"),
         (ip.is_reserved, "a reserved address"),
+        (ip.is_private, "a private address"),
         (not ip.is_global, "an address that is not globally routable"),
     )
     return next((reason for hit, reason in checks if hit), None)
