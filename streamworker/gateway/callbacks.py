@@ -15,7 +15,6 @@ import asyncio
 import email.utils
 import hashlib
 import hmac
-import ipaddress
 import math
 import random
 import re
@@ -36,6 +35,7 @@ from streamworker.gateway.ssrf import (
     PinnedConnector,
     UnpinnedHost,
     check_url,
+    parse_allow_list,
     pinned,
     resolve_target,
 )
@@ -353,26 +353,6 @@ def _env_number(env: Mapping[str, str], key: str, default: float, low: float, hi
     if not (math.isfinite(value) and low <= value <= high):
         raise ConfigError(key, f"must be between {low:g} and {high:g}, got {raw!r}")
     return value
-
-
-def parse_allow_list(key: str, raw: str) -> tuple[tuple[IPNetwork, ...], frozenset[str]]:
-    """`"127.0.0.1/32, 10.1.0.0/16, hooks.internal"`: CIDRs (a bare address is a /32 or
-    /128) and exact host names."""
-    cidrs: list[IPNetwork] = []
-    hosts: set[str] = set()
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
-        try:
-            cidrs.append(ipaddress.ip_network(item, strict=True))
-            continue
-        except ValueError:
-            if "/" in item or item.replace(".", "").isdigit() or ":" in item:
-                raise ConfigError(key, f"{item!r} is not a valid CIDR") from None
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,253}", item):
-            raise ConfigError(key, f"{item!r} is neither a CIDR nor a host name")
-        hosts.add(item.lower().removesuffix("."))
-    return tuple(cidrs), frozenset(hosts)
 
 
 def callback_policy_from_env(env: Mapping[str, str]) -> CallbackPolicy | None:

@@ -27,7 +27,7 @@ from aiohttp import TCPConnector
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from streamworker.errors import StreamworkerError
+from streamworker.errors import ConfigError, StreamworkerError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -168,6 +168,26 @@ def _check_name(host: str) -> None:
         raise CallbackRefused(f"host {host!r} is not a valid DNS name")
     if name == "localhost" or name.endswith(".localhost"):
         raise CallbackRefused(f"host {host!r} is loopback by definition (RFC 6761)")
+
+
+def parse_allow_list(key: str, raw: str) -> tuple[tuple[IPNetwork, ...], frozenset[str]]:
+    """`"127.0.0.1/32, 10.1.0.0/16, hooks.internal"`: CIDRs (a bare address is a /32 or
+    /128) and exact host names."""
+    cidrs: list[IPNetwork] = []
+    hosts: set[str] = set()
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            cidrs.append(ipaddress.ip_network(item, strict=True))
+            continue
+        except ValueError:
+            if "/" in item or item.replace(".", "").isdigit() or ":" in item:
+                raise ConfigError(key, f"{item!r} is not a valid CIDR") from None
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,253}", item):
+            raise ConfigError(key, f"{item!r} is neither a CIDR nor a host name")
+        hosts.add(item.lower().removesuffix("."))
+    return tuple(cidrs), frozenset(hosts)
 
 
 def check_url(url: str, policy: AllowList) -> CheckedTarget:
