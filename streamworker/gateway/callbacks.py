@@ -42,6 +42,7 @@ from streamworker.gateway.ssrf import (
 
 MAX_RESPONSE_BYTES = 64 * 1024
 MIN_SECRET_BYTES = 16
+MAX_ERROR_CHARS = 500
 EVENT_ID_HEADER = "X-Streamworker-Event-Id"
 TIMESTAMP_HEADER = "X-Streamworker-Timestamp"
 SIGNATURE_HEADER = "X-Streamworker-Signature"
@@ -256,11 +257,13 @@ async def _attempt(
         answer.refused = isinstance(exc.os_error, UnpinnedHost)
         answer.error = f"connect: {exc.os_error}"
     except TimeoutError:
-        answer.error = answer.error or f"timed out after {policy.timeout_s}s"
+        answer.error = f"timed out after {policy.timeout_s:g}s"
     except (aiohttp.ClientError, OSError) as exc:
         answer.error = f"{type(exc).__name__}: {exc}"
     if answer.status is not None:
         answer.error = None  # the receiver answered; a cut-off body does not matter
+    elif answer.error is not None:
+        answer.error = answer.error[:MAX_ERROR_CHARS]
     return answer
 
 

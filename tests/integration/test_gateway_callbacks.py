@@ -268,3 +268,16 @@ async def test_an_allow_listed_name_connects_to_the_checked_address_only(
     assert (outcome.outcome, outcome.http_status) == ("delivered", 204)
     [(_, headers, _)] = receiver.seen
     assert headers["Host"] == f"hooks.example:{receiver.port}"
+
+
+async def test_a_closed_port_is_retried_then_dead() -> None:
+    with socket.socket() as sock:  # a port nobody listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    record = Recorder()
+    async with callback_session() as session:
+        url = f"http://127.0.0.1:{port}/x"
+        outcome = await deliver(session, url, BODY, "sub-9", policy(max_tries=2), record)
+    assert (outcome.outcome, outcome.tries) == ("dead", 2)
+    assert [a.outcome for a in record.attempts] == ["retry", "dead"]
+    assert all(a.error and a.error.startswith("connect:") for a in record.attempts)

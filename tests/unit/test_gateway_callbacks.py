@@ -17,6 +17,7 @@ from streamworker.gateway.callbacks import (
     CallbackPolicy,
     backoff_delay_s,
     callback_policy_from_env,
+    callback_session,
     classify,
     deliver,
     parse_retry_after,
@@ -199,3 +200,22 @@ def test_deliver_refuses_a_session_that_resolves_by_itself() -> None:
                 await deliver(session, "http://8.8.8.8/", BODY, "e1", POLICY, record)
 
     asyncio.run(scenario())
+
+
+def test_a_refused_url_is_recorded_once_without_its_secrets() -> None:
+    attempts: list[Attempt] = []
+
+    async def record(attempt: Attempt) -> None:
+        attempts.append(attempt)
+
+    async def scenario() -> None:
+        async with callback_session() as session:
+            outcome = await deliver(
+                session, "http://user:pw@10.0.0.1/x?tok=1", BODY, "e2", POLICY, record
+            )
+        assert (outcome.outcome, outcome.tries, outcome.http_status) == ("refused", 1, None)
+
+    asyncio.run(scenario())
+    [attempt] = attempts
+    assert attempt.outcome == "refused" and attempt.url == "http://10.0.0.1/x"
+    assert attempt.error is not None and "userinfo" in attempt.error
