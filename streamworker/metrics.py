@@ -196,6 +196,18 @@ DOCKER_EVENT_STREAM_BREAKS = Counter(
     "Times the daemon's event stream broke after connecting (daemon stopped or restarted).",
     registry=REGISTRY,
 )
+CALLBACK_DELIVERIES = Counter(
+    "streamworker_callback_deliveries",
+    "Gateway callbacks by how they ended (delivered, refused, rejected, dead).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CALLBACK_SECONDS = Histogram(
+    "streamworker_callback_duration_seconds",
+    "Wall time of one callback attempt: DNS, connect, request and reading the answer.",
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
 
 
 def observe_verdict(language: str, verdict: Judged, elapsed_s: float) -> None:
