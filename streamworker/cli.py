@@ -59,8 +59,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from streamworker.gateway.serve import run_gateway
+    from streamworker.settings_file import process_environment
 
-    run_gateway(settings, log_level=args.loglevel)
+    run_gateway(settings, process_environment(args.config)[0], log_level=args.loglevel)
     return 0
 
 

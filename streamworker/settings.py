@@ -40,7 +40,9 @@ class DockerSettings:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """The HTTP gateway (`streamworker gateway`): where it listens and its bounds."""
+    """The HTTP gateway (`streamworker gateway`): where it listens and its bounds. Its
+    secrets (tenant tokens, the callback key) are read by `gateway/tenants.py` and
+    `gateway/callbacks.py` from the same environment, at the edge."""
 
     host: str = "127.0.0.1"
     port: int = 2358
@@ -50,8 +52,6 @@ class GatewaySettings:
     max_in_flight: int = 100
     """Submissions this replica produced and has not seen answered; beyond: 503 "queue is full"."""
     max_body_bytes: int = 4 * 1024 * 1024
-    callback_secret: str = ""
-    """HMAC key of callback signatures; empty: callbacks are sent unsigned."""
 
 
 @dataclass(frozen=True)
@@ -300,5 +300,4 @@ def _gateway(env: Mapping[str, str]) -> GatewaySettings:
         max_body_bytes=_int(
             env, "STREAMWORKER_GATEWAY_MAX_BODY_BYTES", GatewaySettings.max_body_bytes, minimum=1024
         ),
-        callback_secret=_get(env, "STREAMWORKER_GATEWAY_CALLBACK_SECRET") or "",
     )

@@ -90,10 +90,16 @@ def layered_environment(env: Mapping[str, str], path: Path | None) -> dict[str, 
     return {**read_settings_file(path), **env}
 
 
+def process_environment(flag: str | None = None) -> tuple[dict[str, str], Path | None]:
+    """The process environment over the settings file, and the file used."""
+    path = settings_file(os.environ, flag)
+    return layered_environment(os.environ, path), path
+
+
 def load_layered_settings(flag: str | None = None) -> tuple[Settings, Path | None]:
     """Settings from the process environment over the settings file, and the file used."""
-    path = settings_file(os.environ, flag)
-    return load_settings(layered_environment(os.environ, path)), path
+    env, path = process_environment(flag)
+    return load_settings(env), path
 
 
 def _echo(text: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,18 +21,21 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from streamworker import __version__, metrics
 from streamworker.gateway import judge0_data, judge0_routes, piston
+from streamworker.gateway.callbacks import callback_policy_from_env
 from streamworker.gateway.context import Gateway
 from streamworker.gateway.http import HttpError, json_body
+from streamworker.gateway.ratelimit import RateLimiter
 from streamworker.gateway.results import ResultsHub
 from streamworker.gateway.store import GatewayStore
 from streamworker.gateway.submitter import QueueFull, Refused, Submitter
+from streamworker.gateway.tenants import load_tenants
 from streamworker.settings import Settings
 
 
-def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
-    """The app; `gateway` is built from `settings` unless given (tests). Nothing connects
-    before the lifespan starts."""
-    gw = gateway or _build(settings)
+def create_app(settings: Settings, env: Mapping[str, str]) -> FastAPI:
+    """The app. `env` holds the tenant and callback settings (they are secrets, read at
+    the edge like the rest). Nothing connects before the lifespan starts."""
+    gw = _build(settings, env)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,6 +61,15 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         redirect_slashes=False,
     )
 
+    @app.middleware("http")
+    async def ratelimit_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for key, value in getattr(request.state, "ratelimit", {}).items():
+            response.headers.setdefault(key, value)
+        return response
+
     @app.exception_handler(HttpError)
     async def http_error(request: Request, exc: HttpError) -> Response:
         return exc.response()
@@ -74,13 +86,17 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     return app
 
 
-def _build(settings: Settings) -> Gateway:
+def _build(settings: Settings, env: Mapping[str, str]) -> Gateway:
     hub = ResultsHub(settings)
+    tenants = load_tenants(env)
     return Gateway(
         settings=settings,
         store=GatewayStore.open(settings.resolved_database_url()),
         hub=hub,
         submitter=Submitter(settings, hub),
+        tenants=tenants,
+        limiter=RateLimiter(tenants.tenants),
+        callbacks=callback_policy_from_env(env),
     )
 
 
@@ -186,7 +202,7 @@ def _register_piston(router: APIRouter, gw: Gateway) -> None:
         if "json" not in request.headers.get("content-type", "application/json"):
             raise HttpError(415, {"message": "request body must be application/json"})
         body = await json_body(request, gw.settings.gateway.max_body_bytes)
-        gw.limit_submissions(caller, 1)
+        gw.limit(request, caller, "submission")
         submission_id = str(uuid.uuid4())
         try:
             lang, event = piston.execute_event(body, submission_id, gw.settings)
@@ -197,10 +213,10 @@ def _register_piston(router: APIRouter, gw: Gateway) -> None:
             gw.submitter.check([event])
         except Refused as exc:
             raise HttpError(400, {"message": str(exc)}) from exc
-        gw.submitter.reserve(1)
+        gw.submitter.reserve(1, caller.limits)
         future = gw.hub.register(submission_id)
         try:
-            await gw.submitter.produce([event])
+            await gw.submitter.produce([event], caller.tenant)
         except Exception as exc:
             gw.hub.forget(submission_id, future)
             raise HttpError(503, {"message": str(exc)}) from exc

@@ -1,16 +1,16 @@
 """Small HTTP helpers shared by the gateway's routes: bounded bodies, Judge0's query
-booleans, JSON answers, and the caller's tenant."""
+booleans, early answers, and who the caller is."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+
+from streamworker.gateway.tenants import Tenant
 
 
 class HttpError(Exception):
@@ -33,20 +33,7 @@ class HttpError(Exception):
 @dataclass(frozen=True)
 class Caller:
     tenant: str
-
-
-Authenticate = Callable[[Request], Caller]
-
-
-def loopback_only(request: Request) -> Caller:
-    """Judge0's default (no tokens configured): open, but only to this machine."""
-    host = request.client.host if request.client else ""
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return Caller("default")
-    except ValueError:
-        pass
-    raise HttpError(401)
+    limits: Tenant
 
 
 async def json_body(request: Request, max_bytes: int) -> Any:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from streamworker.gateway.context import Gateway
-from streamworker.gateway.http import HttpError, flag, json_body
+from streamworker.gateway.http import Caller, HttpError, flag, json_body
 from streamworker.gateway.judge0_data import MAX_BATCH
 from streamworker.gateway.judge0_render import (
     InvalidFields,
@@ -50,6 +50,13 @@ def _metadata(token: str, tenant: str, req: Judge0Request) -> dict[str, Any]:
     return {"judge0": {"token": token, "tenant": tenant, "language_id": req.language_id}}
 
 
+def _callbacks_allowed(gw: Gateway, requests: Sequence[Judge0Request]) -> None:
+    if gw.callbacks is None and any(r.callback_url for r in requests):
+        raise HttpError(
+            422, {"callback_url": ["callbacks are not enabled on this server (no signing key)"]}
+        )
+
+
 def _check(gw: Gateway, events: Sequence[Mapping[str, Any]]) -> None:
     """What the worker would refuse is a 422 here, in Judge0's shape."""
     try:
@@ -58,12 +65,14 @@ def _check(gw: Gateway, events: Sequence[Mapping[str, Any]]) -> None:
         raise HttpError(422, {exc.field: [exc.message]}) from exc
 
 
-async def _store(gw: Gateway, tokens: Sequence[Token], events: Sequence[Mapping[str, Any]]) -> None:
+async def _store(
+    gw: Gateway, caller: Caller, tokens: Sequence[Token], events: Sequence[Mapping[str, Any]]
+) -> None:
     """Store the tokens, then produce; a failed produce takes the tokens back."""
-    gw.submitter.reserve(len(events))
+    gw.submitter.reserve(len(events), caller.limits)
     await gw.store.add(tokens)
     try:
-        await gw.submitter.produce(events)
+        await gw.submitter.produce(events, caller.tenant)
     except ProduceFailed as exc:
         await gw.store.remove([t.token for t in tokens])
         raise HttpError(503, {"error": str(exc)}) from exc
@@ -98,11 +107,12 @@ class Judge0Routes:
         encoded, wait = flag(request, "base64_encoded"), flag(request, "wait")
         fields = _fields(request)
         body = await json_body(request, self.gw.settings.gateway.max_body_bytes)
-        self.gw.limit_submissions(caller, 1)
+        self.gw.limit(request, caller, "submission")
         try:
             req = parse_request(body, encoded, self.gw.settings)
         except Judge0Invalid as exc:
             raise HttpError(422, exc.errors) from exc
+        _callbacks_allowed(self.gw, [req])
         token_id = str(uuid.uuid4())
         token = Token(
             token=token_id,
@@ -118,7 +128,7 @@ class Judge0Routes:
         _check(self.gw, [event])
         future = self.gw.hub.register(token_id) if wait else None
         try:
-            await _store(self.gw, [token], [event])
+            await _store(self.gw, caller, [token], [event])
         except IdempotencyConflict as exc:
             if future is not None:
                 self.gw.hub.forget(token_id, future)
@@ -139,7 +149,7 @@ class Judge0Routes:
     async def show(self, request: Request, token: str) -> Response:
         caller = self.gw.authenticate(request)
         encoded, fields = flag(request, "base64_encoded"), _fields(request)
-        self.gw.limit_reads(caller, 1)
+        self.gw.limit(request, caller, "read")
         found = (await self.gw.store.get([token])).get(token)
         if found is None or found.tenant != caller.tenant:
             raise HttpError(404, {"error": "submission not found"})
@@ -168,6 +178,7 @@ class Judge0Routes:
         for index, item in enumerate(items):
             try:
                 req = parse_request(item, encoded, self.gw.settings)
+                _callbacks_allowed(self.gw, [req])
                 _check(self.gw, [submission_event(req, str(uuid.uuid4()), {})])
                 valid.append((index, req))
                 answers.append({})
@@ -177,12 +188,12 @@ class Judge0Routes:
                 answers.append(exc.body)
         if not valid:
             return JSONResponse(answers, status_code=422)
-        self.gw.limit_submissions(caller, len(valid))
+        self.gw.limit(request, caller, "submission", len(valid))
         tokens, events = fuse(valid, caller.tenant)
         _check(self.gw, events)
         for token in tokens:
             answers[token.request["batch_index"]] = {"token": token.token}
-        await _store(self.gw, tokens, events)
+        await _store(self.gw, caller, tokens, events)
         return JSONResponse(answers, status_code=201)
 
     async def show_batch(self, request: Request) -> Response:
@@ -190,7 +201,7 @@ class Judge0Routes:
         encoded, fields = flag(request, "base64_encoded"), _fields(request)
         raw = request.query_params.get("tokens") or request.headers.get("tokens") or ""
         wanted = [t.strip() for t in raw.split(",") if t.strip()][: MAX_BATCH * 5]
-        self.gw.limit_reads(caller, max(1, len(wanted)))
+        self.gw.limit(request, caller, "read", max(1, len(wanted)))
         found = await self.gw.store.get(wanted)
         out: list[dict[str, Any] | None] = []
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import uvicorn
 
@@ -10,10 +11,10 @@ from streamworker.gateway.app import create_app
 from streamworker.settings import Settings
 
 
-def run_gateway(settings: Settings, log_level: str = "warning") -> None:
+def run_gateway(settings: Settings, env: Mapping[str, str], log_level: str = "warning") -> None:
     """Serve until SIGINT/SIGTERM; uvicorn drains open requests on the way out."""
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, env),
         host=settings.gateway.host,
         port=settings.gateway.port,
         log_level=log_level,

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from streamworker.contract import decode_submission
 from streamworker.errors import InvalidEvent
 from streamworker.gateway.results import ResultsHub
+from streamworker.gateway.tenants import Tenant
 from streamworker.settings import Settings
 
 IN_FLIGHT_TTL_S = 3600.0
@@ -64,7 +65,8 @@ class Submitter:
         self.settings = settings
         self.hub = hub
         self._producer: AIOKafkaProducer | None = None
-        self._in_flight: OrderedDict[str, float] = OrderedDict()
+        self._in_flight: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        """Submission id → (when produced, tenant), oldest first."""
         hub.listeners.append(lambda result: self.answered(str(result.get("submission_id"))))
 
     async def start(self) -> None:
@@ -92,14 +94,18 @@ class Submitter:
     def _prune(self) -> None:
         cutoff = time.monotonic() - IN_FLIGHT_TTL_S
         while self._in_flight:
-            sid, since = next(iter(self._in_flight.items()))
+            sid, (since, _) = next(iter(self._in_flight.items()))
             if since >= cutoff and self.hub.cached(sid) is None:
                 break
             del self._in_flight[sid]
 
-    def reserve(self, count: int) -> None:
-        """Refuse before anything is stored when `count` more would pass the bound."""
+    def reserve(self, count: int, tenant: Tenant) -> None:
+        """Refuse before anything is stored when `count` more would pass this replica's
+        bound or the tenant's own."""
         if self.in_flight + count > self.settings.gateway.max_in_flight:
+            raise QueueFull("queue is full")
+        mine = sum(1 for _, owner in self._in_flight.values() if owner == tenant.name)
+        if mine + count > tenant.max_in_flight:
             raise QueueFull("queue is full")
 
     def check(self, events: Sequence[Mapping[str, Any]]) -> None:
@@ -107,7 +113,7 @@ class Submitter:
         for event in events:
             encode_checked(event, self.settings)
 
-    async def produce(self, events: Sequence[Mapping[str, Any]]) -> None:
+    async def produce(self, events: Sequence[Mapping[str, Any]], tenant: str) -> None:
         """Send every event (keyed by submission id) and wait for all acknowledgements."""
         if self._producer is None:
             raise ProduceFailed("the gateway is not connected to Kafka")
@@ -128,7 +134,7 @@ class Submitter:
             raise ProduceFailed(f"Kafka refused the submission: {exc}") from exc
         now = time.monotonic()
         for event in events:
-            self._in_flight[str(event["submission_id"])] = now
+            self._in_flight[str(event["submission_id"])] = (now, tenant)
 
     async def wait(
         self, future: asyncio.Future[Mapping[str, Any]], submission_id: str, timeout_s: float
