@@ -5,6 +5,7 @@
 #   dev/stack.sh up | down | status
 #   dev/stack.sh up-docker | up-kafka | up-postgres | up-worker
 #   dev/stack.sh down-docker | down-kafka | down-postgres | down-worker
+#   dev/stack.sh up-kafka-secure | down-kafka-secure | up-postgres-tls
 #
 # Idempotent: `up` starts only what does not answer; `down` stops only what this
 # script started (a Docker engine somebody else started is left alone).
