@@ -16,7 +16,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from streamworker import kafka_security
-from streamworker.errors import ConfigError
+from streamworker.errors import ConfigError, KafkaRefused
 from streamworker.fit import KAFKA_DEFAULT_MESSAGE_BYTES, MessageBudget, budget_for
 from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings import Settings
@@ -65,8 +65,11 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> int:
     """
     for attempt in range(attempts):
         admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
-        try:  # a refused login or certificate raises at once: retrying cannot help
+        try:
             await kafka_security.start(settings, admin)
+        except KafkaRefused:  # a refused login or certificate: retrying cannot help
+            await admin.close()
+            raise
         except KafkaConnectionError as exc:
             if attempt == attempts - 1:
                 raise
