@@ -109,12 +109,15 @@ async def refusal(settings: Settings) -> KafkaRefused | None:
     except ssl.SSLError as exc:
         return KafkaTlsFailed(f"TLS handshake failed: {exc.reason or exc}")
     except KafkaConnectionError as exc:  # closed by the broker after we connected
-        if not settings.kafka_security.uses_ssl:
+        protocol = settings.kafka_security.security_protocol
+        if settings.kafka_security.uses_ssl:
+            return KafkaTlsFailed(
+                f"{_said(exc)} after the TLS handshake: does the broker want a client "
+                "certificate, or another security protocol on this port?"
+            )
+        if protocol == "PLAINTEXT":  # a broker going down closes connections too
             return None
-        return KafkaTlsFailed(
-            f"{_said(exc)} after the TLS handshake: does the broker want a client "
-            "certificate, or another security protocol on this port?"
-        )
+        return KafkaRefused(f"{_said(exc)}: does this port want TLS rather than {protocol}?")
     except (OSError, KafkaError, TimeoutError):
         return None
     conn.close()

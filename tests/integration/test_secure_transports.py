@@ -178,7 +178,7 @@ async def test_scram_sha_256_and_mutual_tls_round_trips(
 async def test_mutual_tls_refuses_a_client_without_a_certificate(
     secure_kafka: dict[str, dict[str, str]],
 ) -> None:
-    """The SSL listener really asks for our certificate: the round trip above proves it."""
+    """The SSL listener really wants our certificate, so the round trip above used it."""
     anonymous = {
         k: v for k, v in secure_kafka["ssl"].items() if "CERTFILE" not in k and "KEYFILE" not in k
     }
@@ -294,4 +294,22 @@ def test_wrong_ca_for_the_database_is_one_line(pg_tls: Path, pg_url: str, other_
         "TLS to the audit database failed",
         "certificate verify failed",
         "sslrootcert",
+    )
+
+
+def test_a_protocol_the_port_does_not_speak_is_named(
+    secure_kafka: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
+    """SASL without TLS against the SASL_SSL port: the broker hangs up; say which setting."""
+    plain_to_tls = {
+        **secure_kafka["sasl-plaintext"],
+        "STREAMWORKER_KAFKA_BOOTSTRAP": secure_kafka["sasl-ssl"]["STREAMWORKER_KAFKA_BOOTSTRAP"],
+    }
+    source = tmp_path / "hello.py"
+    source.write_text(HELLO)
+    one_line(
+        cli("submit", str(source), env={**plain_to_tls, **topics_env(f"t{uuid.uuid4().hex[:10]}")}),
+        "Kafka refused us",
+        "TLS rather than SASL_PLAINTEXT",
+        "STREAMWORKER_KAFKA_SECURITY_PROTOCOL",
     )
