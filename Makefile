@@ -74,6 +74,8 @@ test-unit: install
 
 test: install lint
 	bash dev/stack.sh up
+	bash dev/stack.sh up-kafka-secure
+	bash dev/stack.sh up-postgres-tls
 	bash dev/packaging/install-tools.sh
 	bash dev/packaging/build-worker-image.sh
 	$(SW) images build $(TEST_LANGUAGES)

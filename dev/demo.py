@@ -15,8 +15,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streamworker import kafka_security
 from streamworker.audit.store import AuditStore
 from streamworker.client import topic_partitions
+from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings_file import load_layered_settings
 
 CONFORMANCE = Path(__file__).resolve().parent.parent / "streamworker/languages/conformance"
@@ -63,18 +65,16 @@ async def main() -> int:
     settings, _ = load_layered_settings()
     events = samples()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
+        **aiokafka_kwargs(settings), isolation_level="read_committed", enable_auto_commit=False
     )
-    await consumer.start()
+    await kafka_security.start(settings, consumer)
     partitions = await topic_partitions(consumer, settings.topics.results)
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
     for tp in partitions:  # pin "the end" before our sends
         await consumer.position(tp)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
+    producer = AIOKafkaProducer(**aiokafka_kwargs(settings), acks="all")
+    await kafka_security.start(settings, producer)
     began = time.monotonic()
     for event in events:
         await producer.send_and_wait(

@@ -6,6 +6,7 @@
 #   dev/stack.sh up | down | status
 #   dev/stack.sh up-docker | up-kafka | up-postgres | up-worker | up-gateway
 #   dev/stack.sh down-docker | down-kafka | down-postgres | down-worker | down-gateway
+#   dev/stack.sh up-kafka-secure | down-kafka-secure | up-postgres-tls
 #
 # Idempotent: `up` starts only what does not answer; `down` stops only what this
 # script started (a Docker engine somebody else started is left alone).
@@ -31,6 +32,23 @@ KAFKA_CONFIG="$KAFKA_DIR/server.properties"
 KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
 KAFKA_HEAP_OPTS=(-Xms256m -Xmx512m)
 
+# The secure broker (up-kafka-secure): TLS and SASL listeners, its own state and ports.
+KSEC_DIR="$STATE/kafka-secure"
+KSEC_TLS="$KSEC_DIR/tls"
+KSEC_DATA="$KSEC_DIR/data"
+KSEC_CONFIG="$KSEC_DIR/server.properties"
+KSEC_PIDFILE="$KSEC_DIR/kafka.pid"
+KSEC_SASL_SSL_PORT=9094
+KSEC_SASL_PLAINTEXT_PORT=9095
+KSEC_SSL_PORT=9096
+# Development credentials, loopback only; the *.env files beside them hand them to clients.
+KSEC_SCRAM_USER=sw_scram
+KSEC_SCRAM_PASSWORD=sw-scram-secret
+KSEC_PLAIN_USER=sw_plain
+KSEC_PLAIN_PASSWORD=sw-plain-secret
+KSEC_BROKER_PASSWORD=sw-broker-secret
+KSEC_KEYSTORE_PASSWORD=sw-keystore
+
 PG_VERSION=15
 PG_CLUSTER=main
 PG_HOST=127.0.0.1
@@ -40,6 +58,9 @@ PG_DB=streamworker
 PG_USER=streamworker
 PG_PASSWORD=streamworker
 PG_URL="postgresql://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB"
+# up-postgres-tls: our CA's certificate for the cluster (the CA stays under .state/).
+PG_TLS_DIR="$STATE/postgres-tls"
+PG_TLS_INSTALLED="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/streamworker-tls"
 
 WORKER_BIN="$ROOT/.venv/bin/streamworker"
 WORKER_HEALTH_URL="http://127.0.0.1:6066/health"
@@ -328,6 +349,140 @@ status_kafka() {
   fi
 }
 
+# --- Kafka, secure listeners ---------------------------------------------
+
+# The CA, the broker's certificate (PKCS12 for Kafka) and a client certificate for the
+# SSL listener's mutual TLS, made once with dev/tls.sh and again when they near expiry.
+kafka_secure_tls() {
+  if [[ -f $KSEC_TLS/server.p12 ]] &&
+    openssl x509 -checkend 86400 -noout -in "$KSEC_TLS/server-cert.pem" >/dev/null 2>&1; then
+    return 0
+  fi
+  say "kafka-secure: making certificates in ${KSEC_TLS#"$ROOT"/}"
+  rm -rf "$KSEC_TLS"
+  TLS_NAME=kafka bash "$ROOT/dev/tls.sh" "$KSEC_TLS" >>"$LOGS/kafka-secure-tools.log" 2>&1 ||
+    die "kafka-secure: dev/tls.sh failed; see $LOGS/kafka-secure-tools.log"
+  openssl pkcs12 -export -in "$KSEC_TLS/server-cert.pem" -inkey "$KSEC_TLS/server-key.pem" \
+    -certfile "$KSEC_TLS/ca.pem" -name kafka -passout "pass:$KSEC_KEYSTORE_PASSWORD" \
+    -out "$KSEC_TLS/server.p12" 2>>"$LOGS/kafka-secure-tools.log" ||
+    die "kafka-secure: could not write the PKCS12 key store"
+  # New certificates, new broker: a running one keeps serving the old ones.
+  rm -rf "$KSEC_DATA"
+}
+
+# One env file per listener: `set -a; . .state/kafka-secure/sasl-ssl.env` points a
+# shell's streamworker at it (the tests read them too).
+kafka_secure_env_files() {
+  local common="STREAMWORKER_KAFKA_SSL_CAFILE=$KSEC_TLS/ca.pem"
+  printf '%s\n' "STREAMWORKER_KAFKA_BOOTSTRAP=127.0.0.1:$KSEC_SASL_SSL_PORT" \
+    STREAMWORKER_KAFKA_SECURITY_PROTOCOL=SASL_SSL STREAMWORKER_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 \
+    "STREAMWORKER_KAFKA_SASL_USERNAME=$KSEC_SCRAM_USER" \
+    "STREAMWORKER_KAFKA_SASL_PASSWORD=$KSEC_SCRAM_PASSWORD" "$common" >"$KSEC_DIR/sasl-ssl.env"
+  printf '%s\n' "STREAMWORKER_KAFKA_BOOTSTRAP=127.0.0.1:$KSEC_SASL_PLAINTEXT_PORT" \
+    STREAMWORKER_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT STREAMWORKER_KAFKA_SASL_MECHANISM=PLAIN \
+    "STREAMWORKER_KAFKA_SASL_USERNAME=$KSEC_PLAIN_USER" \
+    "STREAMWORKER_KAFKA_SASL_PASSWORD=$KSEC_PLAIN_PASSWORD" >"$KSEC_DIR/sasl-plaintext.env"
+  printf '%s\n' "STREAMWORKER_KAFKA_BOOTSTRAP=127.0.0.1:$KSEC_SSL_PORT" \
+    STREAMWORKER_KAFKA_SECURITY_PROTOCOL=SSL "$common" \
+    "STREAMWORKER_KAFKA_SSL_CERTFILE=$KSEC_TLS/client/cert.pem" \
+    "STREAMWORKER_KAFKA_SSL_KEYFILE=$KSEC_TLS/client/key.pem" >"$KSEC_DIR/ssl.env"
+  # The Java tools' view of the SASL_SSL listener, for the readiness probe.
+  printf '%s\n' security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 \
+    "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$KSEC_SCRAM_USER\" password=\"$KSEC_SCRAM_PASSWORD\";" \
+    ssl.truststore.type=PEM "ssl.truststore.location=$KSEC_TLS/ca.pem" >"$KSEC_DIR/probe.properties"
+}
+
+kafka_secure_render_config() {
+  mkdir -p "$KSEC_DATA"
+  sed -e "s|@TLS_DIR@|$KSEC_TLS|g" -e "s|@DATA_DIR@|$KSEC_DATA|g" \
+    -e "s|@PLAIN_USER@|$KSEC_PLAIN_USER|g" -e "s|@PLAIN_PASSWORD@|$KSEC_PLAIN_PASSWORD|g" \
+    -e "s|@BROKER_PASSWORD@|$KSEC_BROKER_PASSWORD|g" \
+    -e "s|@KEYSTORE_PASSWORD@|$KSEC_KEYSTORE_PASSWORD|g" \
+    "$ROOT/dev/kafka/server-secure.properties" >"$KSEC_CONFIG.tmp"
+  mv "$KSEC_CONFIG.tmp" "$KSEC_CONFIG"
+}
+
+# Format once, with the SCRAM user's credentials (both hashes) in the metadata log.
+kafka_secure_format() {
+  [[ -f $KSEC_DATA/meta.properties ]] && return 0
+  local id
+  id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$LOGS/kafka-secure-tools.log")
+  say "kafka-secure: formatting storage (cluster id $id, SCRAM user $KSEC_SCRAM_USER)"
+  kafka_java kafka.tools.StorageTool format --ignore-formatted -t "$id" -c "$KSEC_CONFIG" \
+    --add-scram "SCRAM-SHA-512=[name=$KSEC_SCRAM_USER,password=$KSEC_SCRAM_PASSWORD]" \
+    --add-scram "SCRAM-SHA-256=[name=$KSEC_SCRAM_USER,password=$KSEC_SCRAM_PASSWORD]" \
+    >>"$LOGS/kafka-secure-tools.log" 2>&1 ||
+    die "kafka-secure: formatting the storage failed; see $LOGS/kafka-secure-tools.log"
+}
+
+# A metadata answer over SASL_SSL with SCRAM-SHA-512, trusting only our CA.
+kafka_secure_answers() {
+  port_open "$KAFKA_HOST" "$KSEC_SASL_SSL_PORT" || return 1
+  timeout 30 java -Xmx128m -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$LOGS/kafka-tools" \
+    -Dlog4j2.configurationFile="$ROOT/dev/kafka/log4j2.properties" \
+    -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "$KAFKA_HOST:$KSEC_SASL_SSL_PORT" \
+    --command-config "$KSEC_DIR/probe.properties" --list >/dev/null 2>>"$LOGS/kafka-secure-tools.log"
+}
+
+up_kafka_secure() {
+  mkdir -p "$KSEC_DIR" "$LOGS"
+  local pid port
+  if pid=$(live_pid "$KSEC_PIDFILE" kafka.Kafka) && kafka_secure_answers; then
+    say "kafka-secure: up (pid $pid, SASL_SSL :$KSEC_SASL_SSL_PORT, SASL_PLAINTEXT :$KSEC_SASL_PLAINTEXT_PORT, SSL :$KSEC_SSL_PORT)"
+    return 0
+  fi
+  ensure_java
+  command -v openssl >/dev/null || apt_install openssl
+  if [[ -z ${pid:-} ]]; then
+    for port in "$KSEC_SASL_SSL_PORT" "$KSEC_SASL_PLAINTEXT_PORT" "$KSEC_SSL_PORT" 9097; do
+      ! port_open "$KAFKA_HOST" "$port" ||
+        die "kafka-secure: $KAFKA_HOST:$port is taken (another checkout's secure broker? stop it with its dev/stack.sh down-kafka-secure)"
+    done
+    # Jars are (re)resolved only while neither of this checkout's brokers runs from them.
+    live_pid "$KAFKA_PIDFILE" kafka.Kafka >/dev/null || kafka_jars
+    kafka_secure_tls
+    kafka_secure_env_files
+    kafka_secure_render_config
+    kafka_secure_format
+    say "kafka-secure: starting broker (log: ${LOGS#"$ROOT"/}/kafka-secure/server.log)"
+    spawn "$KSEC_PIDFILE" "$LOGS/kafka-secure.out" java "${KAFKA_HEAP_OPTS[@]}" \
+      -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+      -Djava.awt.headless=true \
+      -Dkafka.logs.dir="$LOGS/kafka-secure" \
+      -Dlog4j2.configurationFile="$ROOT/dev/kafka/log4j2.properties" \
+      -cp "$KAFKA_LIB/*" kafka.Kafka "$KSEC_CONFIG"
+  fi
+  local deadline=$((SECONDS + KAFKA_WAIT_S))
+  until kafka_secure_answers; do
+    if ! live_pid "$KSEC_PIDFILE" kafka.Kafka >/dev/null; then
+      tail_log "$LOGS/kafka-secure.out"
+      tail_log "$LOGS/kafka-secure/server.log"
+      die "kafka-secure: the broker exited; see $LOGS/kafka-secure/server.log"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail_log "$LOGS/kafka-secure/server.log"
+      die "kafka-secure: no SASL_SSL metadata answer on :$KSEC_SASL_SSL_PORT within ${KAFKA_WAIT_S}s"
+    fi
+    sleep 0.5
+  done
+  say "kafka-secure: up (pid $(<"$KSEC_PIDFILE"), SASL_SSL :$KSEC_SASL_SSL_PORT, SASL_PLAINTEXT :$KSEC_SASL_PLAINTEXT_PORT, SSL :$KSEC_SSL_PORT; clients: ${KSEC_DIR#"$ROOT"/}/*.env)"
+}
+
+down_kafka_secure() {
+  local pid
+  if pid=$(live_pid "$KSEC_PIDFILE" kafka.Kafka); then
+    say "kafka-secure: stopping (pid $pid)"
+    stop_pid "$pid" kafka-secure "$KAFKA_STOP_WAIT_S"
+    rm -f "$KSEC_PIDFILE"
+    say "kafka-secure: stopped"
+  else
+    rm -f "$KSEC_PIDFILE"
+    say "kafka-secure: not running"
+  fi
+}
+
 # --- PostgreSQL ------------------------------------------------------------
 
 pg_as_postgres() { (cd / && as_root runuser -u postgres -- "$@"); }
@@ -442,6 +597,49 @@ status_postgres() {
     say "postgres: down"
     return 1
   fi
+}
+
+# Serve a certificate from our CA (SANs IP:127.0.0.1, DNS:localhost) so clients can ask
+# for sslmode=verify-full. Applied with ALTER SYSTEM and a reload: open connections stay.
+up_postgres_tls() {
+  local ca="$PG_TLS_DIR/ca.pem" current changed=""
+  command -v openssl >/dev/null || apt_install openssl
+  pg_app_answers || die "postgres-tls: $PG_URL does not answer; run dev/stack.sh up-postgres first"
+  if ! openssl x509 -checkend 86400 -noout -in "$PG_TLS_DIR/server-cert.pem" >/dev/null 2>&1; then
+    say "postgres-tls: making certificates in ${PG_TLS_DIR#"$ROOT"/}"
+    rm -rf "$PG_TLS_DIR"
+    TLS_NAME=postgres bash "$ROOT/dev/tls.sh" "$PG_TLS_DIR" >>"$LOGS/postgres-setup.log" 2>&1 ||
+      die "postgres-tls: dev/tls.sh failed; see $LOGS/postgres-setup.log"
+  fi
+  if ! as_root cmp -s "$PG_TLS_DIR/server-cert.pem" "$PG_TLS_INSTALLED/server-cert.pem"; then
+    as_root install -d -o postgres -g postgres -m 0700 "$PG_TLS_INSTALLED"
+    as_root install -o postgres -g postgres -m 0600 "$PG_TLS_DIR/server-key.pem" "$PG_TLS_INSTALLED/"
+    as_root install -o postgres -g postgres -m 0644 "$PG_TLS_DIR/server-cert.pem" "$PG_TLS_INSTALLED/"
+    changed=1
+  fi
+  current=$(pg_as_postgres psql -X -q -t -A -p "$PG_PORT" -d postgres \
+    -c "SELECT current_setting('ssl') || ' ' || current_setting('ssl_cert_file')")
+  if [[ -n $changed || $current != "on $PG_TLS_INSTALLED/server-cert.pem" ]]; then
+    say "postgres-tls: serving the certificate of ${ca#"$ROOT"/} (ALTER SYSTEM, reload)"
+    pg_as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres >/dev/null <<SQL ||
+ALTER SYSTEM SET ssl = on;
+ALTER SYSTEM SET ssl_cert_file = '$PG_TLS_INSTALLED/server-cert.pem';
+ALTER SYSTEM SET ssl_key_file = '$PG_TLS_INSTALLED/server-key.pem';
+SELECT pg_reload_conf();
+SQL
+      die "postgres-tls: could not change the TLS settings"
+  fi
+  local deadline=$((SECONDS + 15))
+  until PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 psql -X -q -t -A \
+    "host=$PG_HOST port=$PG_PORT dbname=$PG_DB user=$PG_USER sslmode=verify-full sslrootcert=$ca" \
+    -c 'SELECT 1' >/dev/null 2>>"$LOGS/postgres-setup.log"; do
+    if ((SECONDS >= deadline)); then
+      tail_log "/var/log/postgresql/postgresql-$PG_VERSION-$PG_CLUSTER.log"
+      die "postgres-tls: no verify-full login with $ca within 15s"
+    fi
+    sleep 0.5
+  done
+  say "postgres-tls: up ($PG_HOST:$PG_PORT verifies with sslrootcert=${ca#"$ROOT"/})"
 }
 
 # --- worker ----------------------------------------------------------------
@@ -610,6 +808,8 @@ usage: dev/stack.sh COMMAND
   status        show each service; exit 1 if Docker, Kafka or PostgreSQL is down
   up-docker | up-kafka | up-postgres | up-worker | up-gateway
   down-docker | down-kafka | down-postgres | down-worker | down-gateway
+  up-kafka-secure | down-kafka-secure   a second broker with SASL_SSL, SASL_PLAINTEXT, SSL
+  up-postgres-tls   give PostgreSQL a certificate of our CA (sslmode=verify-full)
 EOF
 }
 
@@ -642,6 +842,7 @@ main() {
     down)
       down_gateway
       down_worker
+      down_kafka_secure
       down_kafka
       down_postgres
       down_docker
@@ -664,6 +865,9 @@ main() {
     down-kafka) down_kafka ;;
     down-postgres) down_postgres ;;
     down-worker) down_worker ;;
+    up-kafka-secure) up_kafka_secure ;;
+    down-kafka-secure) down_kafka_secure ;;
+    up-postgres-tls) up_postgres_tls ;;
     *)
       usage >&2
       return 2

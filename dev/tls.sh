@@ -9,9 +9,12 @@
 #   DIR/client/{ca,cert,key}.pem           a Docker-style client dir: DOCKER_CERT_PATH=DIR/client
 # The server certificate always names IP:127.0.0.1 and DNS:localhost, plus any SAN given.
 # Keys are ECDSA P-256 (fast to make, accepted by Go's TLS and Python's ssl). Needs openssl.
+# TLS_NAME (default docker) names the service in the subjects: dev/stack.sh makes the
+# secure Kafka broker's and PostgreSQL's certificates with this script too.
 set -euo pipefail
 
 DAYS=${TLS_DAYS:-30}
+NAME=${TLS_NAME:-docker}
 [[ $# -ge 1 ]] || {
   echo "usage: $0 DIR [SAN...]" >&2
   exit 2
@@ -44,8 +47,8 @@ sign() {
 
 key ca-key.pem
 openssl req -x509 -new -key ca-key.pem -sha256 -days "$DAYS" \
-  -subj "/CN=streamworker docker CA $(date -u +%FT%TZ)" -out ca.pem 2>/dev/null
-sign server "/CN=docker daemon" \
+  -subj "/CN=streamworker $NAME CA $(date -u +%FT%TZ)" -out ca.pem 2>/dev/null
+sign server "/CN=$NAME daemon" \
   "subjectAltName=$sans\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature"
 sign client "/CN=streamworker" "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature"
 mv client-cert.pem client/cert.pem

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,14 @@ from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from streamworker.audit.refusal import sqlstate
-from streamworker.errors import DockerUnavailable, ImageMissing, StreamworkerError
+from streamworker.errors import (
+    DockerUnavailable,
+    ImageMissing,
+    KafkaAuthFailed,
+    KafkaRefused,
+    StreamworkerError,
+)
+from streamworker.kafka_security import AUTH_ERRORS
 from streamworker.settings import Settings
 from streamworker.settings_file import load_layered_settings
 
@@ -310,9 +318,21 @@ def _database_down(exc: BaseException, command: str) -> bool:
 EXPECTED: tuple[tuple[Callable[[BaseException, str], bool], str], ...] = (
     (_not_migrated, "the audit database is not migrated ({why}): run `streamworker db upgrade`"),
     (
+        # Kafka's TLS failures arrive as KafkaTlsFailed (kafka_security.start); a bare
+        # one comes from asyncpg verifying the database's certificate.
+        lambda exc, _: isinstance(exc, ssl.SSLError),
+        "TLS to the audit database failed ({why}): check sslmode and sslrootcert in "
+        "STREAMWORKER_DATABASE_URL (docs/configuration-security.md)",
+    ),
+    (
         _database_down,
         "cannot reach the audit database ({why}): check STREAMWORKER_DATABASE_URL, "
         "or run `make up`",
+    ),
+    (lambda exc, _: isinstance(exc, KafkaRefused), "Kafka refused us ({why}): {fix}"),
+    (
+        lambda exc, _: isinstance(exc, AUTH_ERRORS),
+        "Kafka refused the login ({why}): " + KafkaAuthFailed.fix,
     ),
     (
         lambda exc, _: isinstance(exc, KafkaConnectionError),
@@ -341,7 +361,8 @@ def explain(exc: BaseException, command: str) -> str | None:
     for matches, template in EXPECTED:
         if matches(exc, command):
             code = exc.code if isinstance(exc, StreamworkerError) else ""
-            return template.format(why=_why(exc), code=code, kind=type(exc).__name__)
+            fix = exc.fix if isinstance(exc, KafkaRefused) else ""
+            return template.format(why=_why(exc), code=code, kind=type(exc).__name__, fix=fix)
     return None
 
 

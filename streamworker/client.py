@@ -10,6 +10,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streamworker import kafka_security
+from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.languages.registry import load_registry
 from streamworker.settings import Settings
 
@@ -44,14 +46,11 @@ async def submit_and_wait(
     """Produce `event` and return the first result with its submission id."""
     sid = str(event["submission_id"])
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
+        **aiokafka_kwargs(settings), isolation_level="read_committed", enable_auto_commit=False
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**aiokafka_kwargs(settings), acks="all")
     try:  # stopped even when a start fails (Kafka unreachable): no "Unclosed" noise
-        await consumer.start()
-        await producer.start()
+        await kafka_security.start(settings, consumer, producer)
         partitions = await topic_partitions(consumer, settings.topics.results)
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)

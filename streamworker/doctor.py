@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.engine import make_url
 
+from streamworker import kafka_security
 from streamworker.audit.migrate import head_revision
 from streamworker.audit.store import AuditStore
 from streamworker.contract import Status, decode_submission
@@ -25,6 +26,7 @@ from streamworker.errors import (
     ConfigError,
     DockerUnavailable,
     ImageMissing,
+    KafkaRefused,
     LimitNotApplied,
     StreamworkerError,
 )
@@ -281,9 +283,14 @@ class Doctor:
         )
 
     async def _admin(self) -> AIOKafkaAdminClient:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_security.aiokafka_kwargs(self.settings))
         try:
-            await admin.start()
+            await kafka_security.start(self.settings, admin)
+        except KafkaRefused as exc:
+            await admin.close()
+            raise CheckFailed(
+                f"Kafka at {self.settings.kafka_bootstrap} refused us: {exc.message}", exc.fix
+            ) from exc
         except Exception as exc:
             await admin.close()
             raise CheckFailed(

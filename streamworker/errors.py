@@ -109,3 +109,32 @@ class OutputRejected(StreamworkerError):
     not a broken transaction, so the event gets a smaller answer instead."""
 
     code = "kafka.output_rejected"
+
+
+class KafkaRefused(StreamworkerError):
+    """The broker answered but will not let us in: retrying with the same settings cannot
+    help, so start-up fails at once with the reason instead of retrying blind."""
+
+    code = "kafka.refused"
+    fix = "check STREAMWORKER_KAFKA_SECURITY_PROTOCOL and the settings it needs"
+
+
+class KafkaAuthFailed(KafkaRefused):
+    """SASL: the broker refused the mechanism or the username and password."""
+
+    code = "kafka.auth_failed"
+    fix = (
+        "check STREAMWORKER_KAFKA_SASL_USERNAME, STREAMWORKER_KAFKA_SASL_PASSWORD and "
+        "STREAMWORKER_KAFKA_SASL_MECHANISM"
+    )
+
+
+class KafkaTlsFailed(KafkaRefused):
+    """TLS: the broker's certificate is not trusted or not its name, or ours was refused."""
+
+    code = "kafka.tls_failed"
+    fix = (
+        "check STREAMWORKER_KAFKA_SSL_CAFILE (the CA that signed the broker's certificate), "
+        "the host in STREAMWORKER_KAFKA_BOOTSTRAP, and STREAMWORKER_KAFKA_SSL_CERTFILE/KEYFILE "
+        "if the broker wants a client certificate"
+    )

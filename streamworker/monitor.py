@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -253,14 +254,15 @@ class KafkaPublisher:
     on first use and again after a failure, so Kafka being down at start-up is harmless.
     """
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, client_kwargs: Mapping[str, Any], topic: str) -> None:
+        self._client_kwargs = client_kwargs
+        """`kafka_security.aiokafka_kwargs`: the servers and the security."""
         self._topic = topic
         self._producer: AIOKafkaProducer | None = None
 
     async def __call__(self, event: DockerHealthEvent) -> None:
         if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=0)
+            producer = AIOKafkaProducer(**self._client_kwargs, linger_ms=0)
             try:
                 await producer.start()
             except BaseException:

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
+from streamworker import kafka_security
 from streamworker.audit.quarantine import record_from_json
 from streamworker.audit.records import AuditRecord, record_from_published
 from streamworker.audit.refusal import describe, is_refusal
 from streamworker.audit.store import AuditStore
 from streamworker.client import topic_partitions
+from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,13 +79,11 @@ async def _append_alone(store: AuditStore, record: AuditRecord) -> str | None:
 async def replay_results_topic(settings: Settings, store: AuditStore) -> int:
     """Append every committed result on the results topic to the log (idempotently)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
+        **aiokafka_kwargs(settings), isolation_level="read_committed", enable_auto_commit=False
     )
     appended = 0
     try:  # stopped even when the start fails (Kafka unreachable)
-        await consumer.start()
+        await kafka_security.start(settings, consumer)
         partitions = await topic_partitions(consumer, settings.topics.results)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

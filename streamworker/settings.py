@@ -38,6 +38,36 @@ class DockerSettings:
     allow_insecure_tcp: bool = False
 
 
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every Kafka client of ours protects and authenticates its connections.
+
+    Field `x` is `STREAMWORKER_KAFKA_X`; `streamworker.kafka_security` turns it into
+    client arguments. Without a CA file, TLS trusts the system's CAs.
+    """
+
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+
 @dataclass(frozen=True)
 class GatewaySettings:
     """The HTTP gateway (`streamworker gateway`): where it listens and its bounds. Its
@@ -59,6 +89,7 @@ class Settings:
     """Everything configurable, with the contract's values as defaults."""
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     app_id: str = "streamworker"
     processing_guarantee: str = "exactly_once"
     topics: Topics = field(default_factory=Topics)
@@ -207,6 +238,52 @@ def _docker(env: Mapping[str, str]) -> DockerSettings:
     )
 
 
+def _readable(env: Mapping[str, str], key: str) -> str | None:
+    path = _get(env, key)
+    if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        raise ConfigError(key, f"{path} is not a readable file")
+    return path
+
+
+def _kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
+    """Refuses half a configuration: SASL without its login, a mechanism we do not
+    speak, or TLS files under a protocol that would silently ignore them."""
+    protocol_key = "STREAMWORKER_KAFKA_SECURITY_PROTOCOL"
+    security = KafkaSecurity(
+        security_protocol=_choice(env, protocol_key, KAFKA_PROTOCOLS, "PLAINTEXT"),
+        sasl_mechanism=_choice(env, "STREAMWORKER_KAFKA_SASL_MECHANISM", SASL_MECHANISMS, "")
+        or None,
+        sasl_username=_get(env, "STREAMWORKER_KAFKA_SASL_USERNAME"),
+        sasl_password=_get(env, "STREAMWORKER_KAFKA_SASL_PASSWORD"),
+        ssl_cafile=_readable(env, "STREAMWORKER_KAFKA_SSL_CAFILE"),
+        ssl_certfile=_readable(env, "STREAMWORKER_KAFKA_SSL_CERTFILE"),
+        ssl_keyfile=_readable(env, "STREAMWORKER_KAFKA_SSL_KEYFILE"),
+        ssl_check_hostname=_bool(env, "STREAMWORKER_KAFKA_SSL_CHECK_HOSTNAME", True),
+    )
+    protocol = security.security_protocol
+    sasl = {
+        "STREAMWORKER_KAFKA_SASL_MECHANISM": security.sasl_mechanism,
+        "STREAMWORKER_KAFKA_SASL_USERNAME": security.sasl_username,
+        "STREAMWORKER_KAFKA_SASL_PASSWORD": security.sasl_password,
+    }
+    tls = {
+        "STREAMWORKER_KAFKA_SSL_CAFILE": security.ssl_cafile,
+        "STREAMWORKER_KAFKA_SSL_CERTFILE": security.ssl_certfile,
+        "STREAMWORKER_KAFKA_SSL_KEYFILE": security.ssl_keyfile,
+    }
+    for key, value in sasl.items():
+        if security.uses_sasl and value is None:
+            raise ConfigError(key, f"required with {protocol_key}={protocol}")
+        if not security.uses_sasl and value is not None:
+            raise ConfigError(protocol_key, f"{key} is set, but {protocol} does not use SASL")
+    for key, value in tls.items():
+        if not security.uses_ssl and value is not None:
+            raise ConfigError(protocol_key, f"{key} is set, but {protocol} does not use TLS")
+    if security.ssl_keyfile and not security.ssl_certfile:
+        raise ConfigError("STREAMWORKER_KAFKA_SSL_CERTFILE", "required with a key file")
+    return security
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -230,6 +307,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("STREAMWORKER_HTTP_PORT", f"not a TCP port: {http_port}")
     return Settings(
         kafka_bootstrap=_get(env, "STREAMWORKER_KAFKA_BOOTSTRAP") or Settings.kafka_bootstrap,
+        kafka_security=_kafka_security(env),
         app_id=_get(env, "STREAMWORKER_APP_ID") or Settings.app_id,
         processing_guarantee=_choice(
             env,

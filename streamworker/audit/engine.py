@@ -5,12 +5,14 @@ embedded SQLite through aiosqlite (WAL, so readers never block the writer, plus 
 timeout, so concurrent writers wait instead of failing).
 
 A PostgreSQL URL may carry `?search_path=schema` to keep the audit tables in a schema of
-their own (asyncpg itself accepts no such URL parameter).
+their own, and psql's TLS parameters `sslmode`, `sslrootcert`, `sslcert`, `sslkey` (asyncpg
+itself accepts none of these as keywords; SQLAlchemy would hand them over as such).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
 
 
@@ -51,6 +55,38 @@ def _sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
         cursor.close()
 
 
+def _param(parsed: URL, name: str) -> str | None:
+    value = parsed.query.get(name)
+    return value if isinstance(value, str) or value is None else value[-1]
+
+
+def postgres_tls(parsed: URL) -> ssl.SSLContext | str | None:
+    """asyncpg's `ssl` argument for psql's parameters, with psql's meaning: verify-full
+    checks the chain and the host name, verify-ca only the chain, require with a root
+    certificate is verify-ca (without one it encrypts only); the weaker modes go to
+    asyncpg as they are. A root certificate without a verifying mode is refused, since
+    it would silently verify nothing. No sslrootcert: the system's CAs."""
+    mode = _param(parsed, "sslmode") or _param(parsed, "ssl")
+    rootcert, cert, key = (_param(parsed, name) for name in TLS_PARAMETERS[1:])
+    if mode is None:
+        if rootcert or cert:
+            raise ValueError("sslrootcert/sslcert need sslmode=verify-full (or verify-ca)")
+        return None
+    if mode not in SSL_MODES:
+        raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}, not {mode!r}")
+    if mode == "require" and rootcert:
+        mode = "verify-ca"
+    if mode not in ("require", "verify-ca", "verify-full"):
+        return mode
+    context = ssl.create_default_context(cafile=rootcert)
+    context.check_hostname = mode == "verify-full"
+    if mode == "require":
+        context.verify_mode = ssl.CERT_NONE
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 def create_engine(url: str | URL) -> AsyncEngine:
     """An `AsyncEngine` for `url`, tuned per backend."""
     parsed = async_url(url)
@@ -73,4 +109,8 @@ def create_engine(url: str | URL) -> AsyncEngine:
         value = search_path if isinstance(search_path, str) else ",".join(search_path)
         connect_args["server_settings"] = {"search_path": value}
         parsed = parsed.difference_update_query(["search_path"])
+    tls = postgres_tls(parsed)
+    if tls is not None:
+        connect_args["ssl"] = tls
+        parsed = parsed.difference_update_query([*TLS_PARAMETERS, "ssl"])
     return create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args)

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streamworker import kafka_security
 from streamworker.bench.policy import submission_event
 from streamworker.bench.programs import Program
 from streamworker.client import topic_partitions
+from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings import Settings
 
 ResultFuture = asyncio.Future[tuple[float, str]]
@@ -41,11 +43,9 @@ class KafkaDriver:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=0
-        )
+        self.producer = AIOKafkaProducer(**aiokafka_kwargs(settings), acks="all", linger_ms=0)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **aiokafka_kwargs(settings),
             isolation_level="read_committed",
             enable_auto_commit=False,
             group_id=None,
@@ -54,8 +54,7 @@ class KafkaDriver:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.consumer.start()
-        await self.producer.start()
+        await kafka_security.start(self.settings, self.consumer, self.producer)
         partitions = await topic_partitions(self.consumer, self.settings.topics.results)
         self.consumer.assign(partitions)
         await self.consumer.seek_to_end(*partitions)

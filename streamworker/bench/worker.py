@@ -22,7 +22,7 @@ import aiohttp
 
 from streamworker.limits import RunLimits
 from streamworker.sandbox.spec import SANDBOX_PATH
-from streamworker.settings import DockerSettings, Settings, Topics, load_settings
+from streamworker.settings import DockerSettings, KafkaSecurity, Settings, Topics, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,11 @@ _LIMIT_PREFIXES = {
     "default_limits": "STREAMWORKER_DEFAULT_",
     "max_limits": "STREAMWORKER_MAX_",
     "compile_limits": "STREAMWORKER_COMPILE_",
+}
+
+_NESTED_PREFIXES: dict[type, str] = {
+    DockerSettings: "STREAMWORKER_DOCKER_",
+    KafkaSecurity: "STREAMWORKER_KAFKA_",
 }
 
 
@@ -55,10 +60,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if isinstance(value, Topics):
             for sub in dataclasses.fields(value):
                 env[f"STREAMWORKER_TOPIC_{sub.name.upper()}"] = getattr(value, sub.name)
-        elif isinstance(value, DockerSettings):
+        elif isinstance(value, DockerSettings | KafkaSecurity):
+            prefix = _NESTED_PREFIXES[type(value)]
             for sub in dataclasses.fields(value):
                 if getattr(value, sub.name) is not None:
-                    env[f"STREAMWORKER_DOCKER_{sub.name.upper()}"] = _text(getattr(value, sub.name))
+                    env[f"{prefix}{sub.name.upper()}"] = _text(getattr(value, sub.name))
         elif isinstance(value, RunLimits):
             for name, limit in value.as_dict().items():
                 env[f"{_LIMIT_PREFIXES[fld.name]}{name.upper()}"] = _text(limit)

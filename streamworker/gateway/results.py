@@ -19,7 +19,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from streamworker import kafka_security
 from streamworker.client import topic_partitions
+from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,13 +47,13 @@ class ResultsHub:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **aiokafka_kwargs(self.settings),
             isolation_level="read_committed",
             enable_auto_commit=False,
             group_id=None,
         )
-        await consumer.start()
         try:
+            await kafka_security.start(self.settings, consumer)
             partitions = await topic_partitions(consumer, self.settings.topics.results)
             consumer.assign(partitions)
             await consumer.seek_to_end(*partitions)

@@ -17,10 +17,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from streamworker import kafka_security
 from streamworker.contract import decode_submission
 from streamworker.errors import InvalidEvent
 from streamworker.gateway.results import ResultsHub
 from streamworker.gateway.tenants import Tenant
+from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings import Settings
 
 IN_FLIGHT_TTL_S = 3600.0
@@ -71,12 +73,9 @@ class Submitter:
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=0,
+            **aiokafka_kwargs(self.settings), acks="all", enable_idempotence=True, linger_ms=0
         )
-        await producer.start()
+        await kafka_security.start(self.settings, producer)
         self._producer = producer
 
     async def stop(self) -> None:

@@ -15,6 +15,7 @@ import faust
 
 from streamworker.errors import TransactionBroken
 from streamworker.fit import DEFAULT_BUDGET, KAFKA_DEFAULT_MESSAGE_BYTES, MessageBudget
+from streamworker.kafka_security import faust_credentials
 from streamworker.pipeline import Source
 from streamworker.settings import Settings
 from streamworker.worker import kafka_records
@@ -44,6 +45,7 @@ def faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         processing_guarantee=settings.processing_guarantee,
         web_bind=settings.http_host,
         web_host=settings.http_host,

@@ -16,6 +16,7 @@ from streamworker.audit.store import AuditStore
 from streamworker.audit.writer import AuditWriter
 from streamworker.contract import iso, now_utc
 from streamworker.fit import DEFAULT_BUDGET, MessageBudget
+from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.monitor import DockerMonitor, KafkaPublisher, required_images
 from streamworker.pipeline import Pipeline
 from streamworker.sandbox.connection import connect, resolve_endpoint
@@ -46,7 +47,7 @@ class Resources:
         self.ready = asyncio.Event()
         self.endpoint = resolve_endpoint(settings.docker)
         self._health_publisher = KafkaPublisher(
-            settings.kafka_bootstrap, settings.topics.docker_health
+            aiokafka_kwargs(settings), settings.topics.docker_health
         )
         self.monitor = DockerMonitor(
             lambda: connect(self.endpoint),
@@ -74,7 +75,7 @@ class Resources:
         self._store = await AuditStore.open(self.settings.resolved_database_url())
         self._writer = AuditWriter(self._store, lag_degraded_s=self.settings.audit_lag_degraded_s)
         self._writer.start()
-        self._kafka = AIOKafkaClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        self._kafka = AIOKafkaClient(**aiokafka_kwargs(self.settings))
         try:
             await self._kafka.bootstrap()
         except Exception as exc:  # health will report it; the consumer retries on its own

@@ -15,8 +15,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from streamworker.errors import ConfigError
+from streamworker import kafka_security
+from streamworker.errors import ConfigError, KafkaRefused
 from streamworker.fit import KAFKA_DEFAULT_MESSAGE_BYTES, MessageBudget, budget_for
+from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,9 +64,12 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> int:
     The worker's idempotency table must have exactly that many partitions.
     """
     for attempt in range(attempts):
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
         try:
-            await admin.start()
+            await kafka_security.start(settings, admin)
+        except KafkaRefused:  # a refused login or certificate: retrying cannot help
+            await admin.close()
+            raise
         except KafkaConnectionError as exc:
             if attempt == attempts - 1:
                 raise
@@ -122,7 +127,7 @@ async def message_budget(settings: Settings, producer_max_request_bytes: int) ->
 
     Read once at start-up; when Kafka cannot say, Kafka's defaults hold.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
     topics = [settings.topics.results, settings.topics.dlq]
     try:
         await admin.start()

@@ -25,7 +25,7 @@ MAX_FUNCTION_LINES = 100
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "budgets", "limits", "metrics", "jsonbound"}),
     frozenset({"contract"}),
-    frozenset({"settings", "settings_file"}),
+    frozenset({"settings", "settings_file", "kafka_security"}),
     frozenset({"languages"}),
     frozenset({"sandbox"}),
     frozenset({"images", "monitor"}),

@@ -127,7 +127,7 @@ def test_servers_are_the_local_stack_and_the_secure_listener(doc: dict[str, Any]
     assert servers["local"]["protocol"] == "kafka"
     assert "security" not in servers["local"]
     secure = servers["kafka-secure"]
-    assert (secure["host"], secure["protocol"]) == ("127.0.0.1:9093", "kafka-secure")
+    assert (secure["host"], secure["protocol"]) == ("127.0.0.1:9094", "kafka-secure")
     assert [deref(doc, s)["type"] for s in secure["security"]] == ["scramSha512"]
 
 
