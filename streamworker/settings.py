@@ -82,6 +82,8 @@ class GatewaySettings:
     max_in_flight: int = 100
     """Submissions this replica produced and has not seen answered; beyond: 503 "queue is full"."""
     max_body_bytes: int = 4 * 1024 * 1024
+    callbacks_dlq_topic: str = "streamworker.callbacks.dlq"
+    """Where a callback goes after its last try failed (the body, token and error)."""
 
 
 @dataclass(frozen=True)
@@ -378,4 +380,6 @@ def _gateway(env: Mapping[str, str]) -> GatewaySettings:
         max_body_bytes=_int(
             env, "STREAMWORKER_GATEWAY_MAX_BODY_BYTES", GatewaySettings.max_body_bytes, minimum=1024
         ),
+        callbacks_dlq_topic=_get(env, "STREAMWORKER_TOPIC_CALLBACKS_DLQ")
+        or GatewaySettings.callbacks_dlq_topic,
     )

@@ -58,6 +58,7 @@ _KIND_RANK: dict[str, int] = {
     AuditKind.PUBLISHED: 3,
     AuditKind.INVALID: 4,
     AuditKind.FINISHED: 4,
+    AuditKind.CALLBACK: 5,
 }
 
 

@@ -34,6 +34,8 @@ class AuditKind(StrEnum):
     FINISHED = "finished"
     INVALID = "invalid"
     PUBLISHED = "published"
+    CALLBACK = "callback"
+    """One try of the gateway's callback for a token (never part of a projection)."""
 
 
 RESULT_KINDS = frozenset({AuditKind.FINISHED, AuditKind.INVALID})

@@ -8,6 +8,7 @@ every replica reads every result."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import uuid
@@ -21,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from streamworker import __version__, metrics
 from streamworker.gateway import judge0_data, judge0_routes, piston
+from streamworker.gateway.callback_agent import CallbackAgent
 from streamworker.gateway.callbacks import callback_policy_from_env
 from streamworker.gateway.context import Gateway
 from streamworker.gateway.http import HttpError, json_body
@@ -39,18 +41,17 @@ def create_app(settings: Settings, env: Mapping[str, str]) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await gw.hub.start()
-        try:
+        agent = CallbackAgent(settings, gw.store, gw.callbacks) if gw.callbacks else None
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(gw.store.close)
+            await gw.hub.start()
+            stack.push_async_callback(gw.hub.stop)
             await gw.submitter.start()
-        except BaseException:
-            await gw.hub.stop()
-            raise
-        try:
+            stack.push_async_callback(gw.submitter.stop)
+            if agent is not None:
+                await agent.start()
+                stack.push_async_callback(agent.stop)
             yield
-        finally:
-            await gw.submitter.stop()
-            await gw.hub.stop()
-            await gw.store.close()
 
     app = FastAPI(
         title="streamworker gateway",

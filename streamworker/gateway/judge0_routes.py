@@ -47,7 +47,10 @@ def _fields(request: Request) -> tuple[str, ...]:
 
 
 def _metadata(token: str, tenant: str, req: Judge0Request) -> dict[str, Any]:
-    return {"judge0": {"token": token, "tenant": tenant, "language_id": req.language_id}}
+    judge0: dict[str, Any] = {"token": token, "tenant": tenant, "language_id": req.language_id}
+    if req.callback_url:
+        judge0["callback"] = True  # the callback agent reads only these results' tokens
+    return {"judge0": judge0}
 
 
 def _callbacks_allowed(gw: Gateway, requests: Sequence[Judge0Request]) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +34,9 @@ from streamworker.gateway.judge0_request import (
     submission_event,
 )
 from streamworker.gateway.judge0_routes import fuse
-from streamworker.gateway.submitter import Refused, encode_checked
+from streamworker.gateway.results import ResultsHub
+from streamworker.gateway.submitter import QueueFull, Refused, Submitter, encode_checked
+from streamworker.gateway.tenants import Tenant
 from streamworker.settings import Settings
 
 SETTINGS = Settings()
@@ -361,3 +365,20 @@ def test_any_piston_body_is_an_event_or_a_400(body: Any) -> None:
         piston.execute_event(body, "fuzz", SETTINGS)
     except piston.PistonInvalid as exc:
         assert str(exc)
+
+
+def test_in_flight_is_bounded_per_replica_and_per_tenant_and_freed_by_results() -> None:
+    settings = replace(SETTINGS, gateway=replace(SETTINGS.gateway, max_in_flight=5))
+    hub = ResultsHub(settings)
+    submitter = Submitter(settings, hub)
+    alice, bob = Tenant("alice", 60, 600, 2), Tenant("bob", 60, 600, 10)
+    now = time.monotonic()
+    submitter._in_flight.update({"a1": (now, "alice"), "a2": (now, "alice")})
+    with pytest.raises(QueueFull):
+        submitter.reserve(1, alice)  # alice's own bound
+    submitter.reserve(3, bob)
+    with pytest.raises(QueueFull):
+        submitter.reserve(4, bob)  # the replica's bound: 2 + 4 > 5
+    hub.deliver({"submission_id": "a1"}, 10)  # a result frees its slot
+    submitter.reserve(1, alice)
+    assert submitter.in_flight == 1

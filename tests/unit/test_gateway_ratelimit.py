@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamworker.gateway.ratelimit import Decision, InFlight, RateLimiter, ratelimit_headers
+from streamworker.gateway.ratelimit import Decision, RateLimiter, ratelimit_headers
 from streamworker.gateway.tenants import Tenant
 
 ALICE = Tenant("alice", submissions_per_minute=60, reads_per_minute=600, max_in_flight=3)
@@ -111,29 +111,3 @@ def test_headers_from_a_real_refusal() -> None:
     limiter.check(BOB, "submission", cost=6)
     headers = ratelimit_headers(limiter.check(BOB, "submission"))
     assert headers["Retry-After"] == "10" and headers["RateLimit-Remaining"] == "0"
-
-
-def test_in_flight_is_bounded_per_tenant_and_released() -> None:
-    slots = InFlight([ALICE, BOB])
-    assert slots.acquire(ALICE, 2) and slots.acquire(ALICE)
-    assert not slots.acquire(ALICE), "the fourth is refused: 503 queue is full"
-    assert not slots.acquire(ALICE, 5)
-    assert slots.acquire(BOB) and not slots.acquire(BOB)
-    assert slots.count(ALICE) == 3 and len(slots) == 2
-    slots.release(ALICE, 3)
-    slots.release(BOB)
-    assert len(slots) == 0, "entries go at zero"
-    assert slots.acquire(ALICE, 3)
-
-
-def test_in_flight_refuses_bugs_and_strangers() -> None:
-    slots = InFlight([BOB])
-    with pytest.raises(ValueError):
-        slots.release(BOB)
-    with pytest.raises(ValueError):
-        slots.acquire(Tenant("mallory", 10, 10, 10))
-    with pytest.raises(ValueError):
-        slots.acquire(BOB, 0)
-    assert slots.acquire(BOB)
-    with pytest.raises(ValueError):
-        slots.release(BOB, 2)
