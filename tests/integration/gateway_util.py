@@ -44,7 +44,7 @@ def http(
     raw: bytes | None = None,
     timeout_s: float = 90,
 ) -> tuple[int, Any, dict[str, str]]:
-    """(status, parsed JSON body or text, headers) — errors are answers, not exceptions."""
+    """(status, parsed JSON body or text, lower-cased headers): errors are answers too."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
@@ -52,9 +52,9 @@ def http(
         request.add_header(key, value)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            status, payload, got = response.status, response.read(), dict(response.headers)
+            status, payload, got = response.status, response.read(), _lower(response.headers)
     except urllib.error.HTTPError as exc:
-        status, payload, got = exc.code, exc.read(), dict(exc.headers)
+        status, payload, got = exc.code, exc.read(), _lower(exc.headers)
     text = payload.decode("utf-8", "replace")
     try:
         return status, json.loads(text) if text else None, got
@@ -107,3 +107,8 @@ def clean_sdk_env() -> None:
     for key in list(os.environ):
         if key.startswith("JUDGE0_"):
             del os.environ[key]
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    """Header names in lower case (HTTP names are case-insensitive; Starlette sends lower)."""
+    return {str(k).lower(): str(v) for k, v in headers.items()}
