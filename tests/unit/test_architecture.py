@@ -12,6 +12,7 @@ seeing anything (a wrong path, a resolution bug) fails as well.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,3 +315,24 @@ def test_function_length_limit_is_exact(tmp_path: Path, body: int, flagged: bool
 def test_module_length_limit_is_exact(tmp_path: Path) -> None:
     root = tree(tmp_path, {"ok.py": "x = 1\n" * 400, "big.py": "x = 1\n" * 401})
     assert long_modules(root, 400) == ["pkg.big: 401 lines"]
+
+
+def test_the_gateway_reaches_neither_docker_nor_faust() -> None:
+    """The gateway is a public HTTP surface: it must not be able to run code or hold the
+    Docker socket, only produce submissions and read results (docs/architecture.md)."""
+    graph = import_graph(PACKAGE)
+    forbidden = {"worker", "sandbox", "judge", "images", "monitor", "pipeline"}
+    reached = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if unit_of(module) == "gateway"
+        for target in targets
+        if unit_of(target) in forbidden
+    )
+    assert reached == []
+    third_party = {
+        name.split(".")[0]
+        for path in (PACKAGE / "gateway").glob("*.py")
+        for name in re.findall(r"^(?:from|import) (\w+)", path.read_text(), flags=re.M)
+    }
+    assert not {"aiodocker", "faust"} & third_party
