@@ -19,6 +19,7 @@ from pathlib import Path
 from streamworker.bench import rounds
 from streamworker.bench.cpu import CpuMeter
 from streamworker.bench.e2e import KafkaDriver, Phase
+from streamworker.bench.gateway_load import GatewayProcess, gateway_rows
 from streamworker.bench.options import BenchOptions
 from streamworker.bench.programs import Program
 from streamworker.bench.results import FAILED, Row, parallel_row
@@ -140,6 +141,7 @@ async def run_e2e(
         sampler.start()
         worker_cpu = CpuMeter(worker.pid, with_children=True)
         driver = KafkaDriver(worker_settings)
+        gateway = GatewayProcess(worker_settings, _free_port(), Path(tmp) / "gateway.log")
         rows: list[Row] = []
         try:
             await driver.start()
@@ -149,12 +151,27 @@ async def run_e2e(
                         program, options, worker_settings, baseline_b, driver, sampler, worker_cpu
                     )
                 )
+            hello = [p for p in programs if p.kind == "hello"]
+            if options.gateway and hello:
+                await gateway.start()
+                for program in hello:
+                    rows.extend(
+                        await gateway_rows(
+                            program,
+                            options,
+                            worker_settings,
+                            driver,
+                            gateway.url,
+                            _timeout_s(options.burst),
+                        )
+                    )
             hwm_kb = status_kb(worker.pid, "VmHWM")
         except Exception:
             log.error("e2e failed; worker log tail:\n%s", worker.log_tail())
             raise
         finally:
             await sampler.stop()
+            await gateway.stop()
             await driver.stop()
             await worker.stop()
     facts: dict[str, object] = {

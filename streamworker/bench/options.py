@@ -29,6 +29,10 @@ class BenchOptions:
     """Fixed offered load; None means half the saturation throughput just measured."""
     e2e_warmup: int = 3
     """Submissions per program sent through the worker first and discarded."""
+    gateway: bool = True
+    """Also drive the worker through the HTTP gateway (hello programs), paired with Kafka."""
+    gateway_rounds: int = 3
+    """Bursts each way, alternating HTTP and Kafka."""
     prewarm_worker_pools: bool = True
     """Start the bench worker with warm pools for the benchmarked languages."""
     json_path: Path | None = None
@@ -38,7 +42,15 @@ class BenchOptions:
     @classmethod
     def quick(cls, **overrides: Any) -> BenchOptions:
         """A few iterations and small bursts: minutes become seconds, numbers get noisy."""
-        small = cls(iterations=3, warmup=1, burst=8, offered_s=5.0, min_offered=5, e2e_warmup=1)
+        small = cls(
+            iterations=3,
+            warmup=1,
+            burst=8,
+            offered_s=5.0,
+            min_offered=5,
+            e2e_warmup=1,
+            gateway_rounds=1,
+        )
         return dataclasses.replace(small, **overrides)
 
     def as_dict(self) -> dict[str, Any]:

@@ -15,6 +15,8 @@ EXEC_FLOOR = "floor_exec_running"
 BASELINE_B_PARALLEL = "baseline_b_parallel"
 E2E_SATURATION = "e2e_saturation"
 E2E_HALF_LOAD = "e2e_half_saturation"
+GATEWAY_HTTP = "gateway_http_burst"
+KAFKA_DIRECT = "kafka_direct_burst"
 
 LABELS = {
     BASELINE_A: "A docker run --rm",
@@ -26,6 +28,8 @@ LABELS = {
     BASELINE_B_PARALLEL: "B aiodocker parallel",
     E2E_SATURATION: "e2e saturation",
     E2E_HALF_LOAD: "e2e half saturation",
+    GATEWAY_HTTP: "gateway HTTP wait=true",
+    KAFKA_DIRECT: "Kafka direct (paired)",
 }
 """Table labels, in table order."""
 
