@@ -372,9 +372,12 @@ def test_gateway_secrets_only_from_secrets(helm: str, mode: str) -> None:
         "STREAMWORKER_GATEWAY_ADMIN_TOKENS",
         "STREAMWORKER_GATEWAY_CALLBACK_SECRET",
     }
-    for name, value in env_of(gateway).items():
-        if name in secret_settings:
-            assert set(value) == {"secretKeyRef"}, name
+    for entry in gateway["env"]:  # the list itself: a duplicate name must not hide
+        if entry["name"] in secret_settings:
+            assert set(entry) == {"name", "valueFrom"}, entry
+            assert set(entry["valueFrom"]) == {"secretKeyRef"}, entry
+    names = [entry["name"] for entry in gateway["env"]]
+    assert len(names) == len(set(names)), names
     assert "STREAMWORKER_DATABASE_URL" in env_of(gateway)
     for config_map in by_kind(docs, "ConfigMap"):
         assert not secret_settings & set(config_map["data"]), config_map["metadata"]["name"]
