@@ -954,3 +954,9 @@ def test_helm_chart_files_are_plain_yaml() -> None:
     assert values["kafka"]["appId"] == "streamworker"
     assert values["kafka"]["topics"]["submissions"] == "streamworker.submissions"
     assert values["metrics"]["serviceMonitor"]["enabled"] is False
+    gateway = values["gateway"]
+    assert gateway["enabled"] is True and gateway["replicaCount"] == 2
+    assert gateway["ingress"]["enabled"] is False and gateway["autoscaling"]["enabled"] is False
+    assert gateway["networkPolicy"]["ingress"]["from"] == [], "no client until named"
+    assert gateway["networkPolicy"]["egress"]["callbacks"]["cidrs"] == [], "no callbacks"
+    assert not any(gateway["auth"][k] for k in ("tenants", "adminTokens", "callbackSecret"))
