@@ -22,7 +22,18 @@ import yaml
 import streamworker.worker.faust_sensor  # noqa: F401  # registers the Kafka metrics
 from streamworker import metrics
 from tests.conftest import need
-from tests.integration.test_packaging import CHART, MODES, by_kind, one, render, run, tool
+from tests.integration.test_packaging import (
+    CHART,
+    GATEWAY,
+    MODES,
+    WORKER,
+    by_kind,
+    named,
+    one,
+    render,
+    run,
+    tool,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -310,12 +321,21 @@ def test_chart_renders_the_rules_as_a_prometheus_rule(helm: str) -> None:
 
 def test_service_monitor_names_the_job_the_rules_select(helm: str) -> None:
     docs = render(helm, [*MODES["socket"], "metrics.serviceMonitor.enabled=true"])
-    monitor = one(docs, "ServiceMonitor")
+    monitor = named(docs, "ServiceMonitor", WORKER)
     label = monitor["spec"]["jobLabel"]
-    service = one(docs, "Service")
+    service = named(docs, "Service", WORKER)
     job = service["metadata"]["labels"][label]
     down = next(r for r in alerts() if r["alert"] == "StreamworkerWorkerDown")
     assert f'job="{job}"' in down["expr"]
+    # The gateway is scraped under a job of its own, so a gateway down is no worker down,
+    # and without its streamworker_docker_* series (always 0 there: it has no Docker).
+    endpoint = named(docs, "ServiceMonitor", GATEWAY)["spec"]["endpoints"][0]
+    (relabel,) = [r for r in endpoint["relabelings"] if r.get("targetLabel") == "job"]
+    assert relabel["replacement"] != job
+    docker = next(r for r in alerts() if "streamworker_docker_up" in r["expr"])
+    (drop,) = endpoint["metricRelabelings"]
+    assert drop["action"] == "drop" and re.fullmatch(drop["regex"], "streamworker_docker_up")
+    assert "streamworker_docker_up" in docker["expr"]
 
 
 def test_packaged_chart_has_the_files_but_not_the_rule_tests(helm: str, tmp_path: Path) -> None:

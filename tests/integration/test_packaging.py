@@ -224,7 +224,8 @@ def compose() -> dict[str, Any]:
     binary = tool("docker-compose")
     need("docker-compose (dev/packaging/install-tools.sh compose)", binary is not None)
     assert binary is not None
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "POSTGRES_"))}
+    own = ("KAFKA_", "POSTGRES_", "GATEWAY_", "STREAMWORKER_GATEWAY_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
     resolved = run(
         [binary, "-f", str(COMPOSE_FILE), "config"], env={**env, "DOCKER_GID": DOCKER_GID}
     )
@@ -243,8 +244,9 @@ def test_compose_services_and_profiles(compose: dict[str, Any]) -> None:
         "dind",
         "worker-dind",
         "worker-remote-tls",
+        "gateway",
     }
-    for always in ("kafka", "postgres", "migrate", "worker"):
+    for always in ("kafka", "postgres", "migrate", "worker", "gateway"):
         assert "profiles" not in services[always], always
     assert services["dind"]["profiles"] == ["dind"]
     assert services["worker-dind"]["profiles"] == ["dind"]
@@ -277,7 +279,49 @@ def test_compose_publishes_on_loopback_only(compose: dict[str, Any]) -> None:
         for port in published(service):
             found += 1
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port}"
-    assert found >= 5
+    assert found >= 6
+    assert published(compose["services"]["gateway"]) == ["127.0.0.1:2358:2358/tcp"]
+
+
+def test_compose_gateway(compose: dict[str, Any]) -> None:
+    """The worker image running `streamworker gateway`: no Docker access, locked down,
+    started once Kafka answers and the migrations are in, healthy on /health."""
+    services = compose["services"]
+    gateway = services["gateway"]
+    assert gateway["image"] == services["worker"]["image"]
+    assert gateway["command"] == ["streamworker", "gateway"]
+    assert gateway["read_only"] is True and gateway["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in gateway["security_opt"]
+    assert not gateway.get("privileged") and "group_add" not in gateway
+    assert not any("docker.sock" in v for v in gateway.get("volumes", []))
+    env = gateway["environment"]
+    assert not [k for k in env if k.startswith("DOCKER_")]
+    assert env["STREAMWORKER_GATEWAY_HOST"] == "0.0.0.0", "inside its container only"
+    assert env["STREAMWORKER_GATEWAY_PORT"] == "2358"
+    assert env["STREAMWORKER_KAFKA_BOOTSTRAP"] == "kafka:19092"
+    assert env["STREAMWORKER_DATABASE_URL"].startswith("postgresql+asyncpg://")
+    # Secrets come from the caller's environment only; unset, none.
+    for secret in ("TENANTS", "ADMIN_TOKENS", "CALLBACK_SECRET"):
+        assert env[f"STREAMWORKER_GATEWAY_{secret}"] == "", secret
+    assert gateway["depends_on"]["kafka"] == {"condition": "service_healthy"}
+    assert gateway["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    test = " ".join(gateway["healthcheck"]["test"])
+    assert "127.0.0.1:2358/health" in test
+
+
+def test_compose_gateway_port_and_secrets_from_the_environment() -> None:
+    binary = tool("docker-compose")
+    need("docker-compose (dev/packaging/install-tools.sh compose)", binary is not None)
+    assert binary is not None
+    env = {**os.environ, "DOCKER_GID": DOCKER_GID, "GATEWAY_HTTP_PORT": "12358"}
+    env["STREAMWORKER_GATEWAY_TENANTS"] = "alice:alice-token-0123456789abcdef"
+    resolved = run([binary, "-f", str(COMPOSE_FILE), "config"], env=env)
+    assert resolved.returncode == 0, resolved.stderr
+    gateway = yaml.safe_load(resolved.stdout)["services"]["gateway"]
+    assert published(gateway) == ["127.0.0.1:12358:2358/tcp"]
+    tenants = gateway["environment"]["STREAMWORKER_GATEWAY_TENANTS"]
+    assert tenants == "alice:alice-token-0123456789abcdef"
+    assert "alice-token" not in COMPOSE_FILE.read_text(), "never written in the file"
 
 
 def test_compose_worker_docker_access_modes(compose: dict[str, Any]) -> None:
@@ -363,6 +407,15 @@ PEERS = [
 ]
 DOCKER_PEERS = ["networkPolicy.egress.docker.to[0].ipBlock.cidr=10.30.0.5/32"]
 SOCKET = ["docker.mode=socket", f"docker.socket.groupId={DOCKER_GID}"]
+# The gateway's secrets, given inline (the chart puts them into a Secret of its own).
+TENANTS = "alice:alice-token-0123456789abcdef,bob:bob-token-0123456789abcdef:30:10"
+ADMIN_TOKENS = "admin-token-0123456789abcdef"
+CALLBACK_SECRET = "callback-s3cret-0123456789abcdef"
+GATEWAY_SECRETS = [
+    f"gateway.auth.tenants={TENANTS.replace(',', chr(92) + ',')}",
+    f"gateway.auth.adminTokens={ADMIN_TOKENS}",
+    f"gateway.auth.callbackSecret={CALLBACK_SECRET}",
+]
 MODES: dict[str, list[str]] = {
     "socket": [DATABASE, *PEERS, *SOCKET],
     "socket-root-group": [
@@ -421,6 +474,44 @@ MODES: dict[str, list[str]] = {
         "autoscaling.hpa.enabled=true",
         "networkPolicy.enabled=false",
     ],
+    "gateway-off": [DATABASE, *PEERS, *SOCKET, "gateway.enabled=false"],
+    # Every optional object of the gateway, inline secrets, Kafka over SASL_SSL with TLS files.
+    "gateway-full": [
+        DATABASE,
+        *PEERS,
+        *DOCKER_PEERS,
+        "docker.mode=remoteTls",
+        "docker.remoteTls.existingSecret=docker-tls",
+        "metrics.serviceMonitor.enabled=true",
+        "kafka.security.protocol=SASL_SSL",
+        "kafka.security.sasl.mechanism=SCRAM-SHA-512",
+        "kafka.security.sasl.username=worker",
+        "kafka.security.sasl.password=kafka-s3cret",
+        "kafka.security.ssl.existingSecret=kafka-tls",
+        *GATEWAY_SECRETS,
+        "gateway.config.STREAMWORKER_GATEWAY_CALLBACK_ALLOW=10.40.0.0/16",
+        "gateway.ingress.enabled=true",
+        "gateway.ingress.className=nginx",
+        "gateway.ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/proxy-body-size=8m",
+        "gateway.ingress.hosts[0].host=judge0.example.internal",
+        "gateway.ingress.tls[0].secretName=judge0-tls",
+        "gateway.ingress.tls[0].hosts[0]=judge0.example.internal",
+        "gateway.autoscaling.enabled=true",
+        "gateway.podDisruptionBudget.minAvailable=1",
+        "gateway.networkPolicy.ingress.from[0].namespaceSelector.matchLabels.name=ingress-nginx",
+        "gateway.networkPolicy.egress.callbacks.cidrs[0]=203.0.113.0/24",
+        "gateway.networkPolicy.egress.callbacks.cidrs[1].cidr=0.0.0.0/0",
+        "gateway.networkPolicy.egress.callbacks.cidrs[1].except[0]=10.0.0.0/8",
+    ],
+    "gateway-existing-secret": [
+        DATABASE,
+        *PEERS,
+        "docker.mode=dind",
+        "gateway.auth.existingSecret=gateway-auth",
+        "gateway.replicaCount=3",
+        "gateway.podDisruptionBudget.enabled=false",
+        "gateway.topologySpreadConstraints=null",
+    ],
 }
 
 
@@ -452,6 +543,18 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+# The release `sw` names the worker's objects sw-streamworker, the gateway's
+# sw-streamworker-gateway.
+WORKER = "sw-streamworker"
+GATEWAY = "sw-streamworker-gateway"
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [doc for doc in by_kind(docs, kind) if doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} {kind} {name}"
+    return found[0]
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_helm_lint_strict(helm: str, mode: str) -> None:
     linted = run([helm, "lint", "--strict", str(CHART), *set_args(MODES[mode])])
@@ -475,7 +578,12 @@ def test_helm_manifests_match_kubernetes_schemas(helm: str, mode: str) -> None:
 
 
 def worker_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    spec: dict[str, Any] = named(docs, "Deployment", WORKER)["spec"]["template"]["spec"]
+    return spec
+
+
+def gateway_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = named(docs, "Deployment", GATEWAY)["spec"]["template"]["spec"]
     return spec
 
 
@@ -561,7 +669,7 @@ def test_helm_remote_tls_mode(helm: str, mode: str) -> None:
         assert set(secrets[secret_name]["stringData"]) == {"ca.pem", "cert.pem", "key.pem"}
     env = env_of(container(pod, "worker"))
     assert env["DOCKER_HOST"].startswith("tcp://") and env["DOCKER_CERT_PATH"] == "/certs"
-    policy = one(docs, "NetworkPolicy")
+    policy = named(docs, "NetworkPolicy", WORKER)
     ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
     assert ports == {53, 9092, 5432, 2376}
 
@@ -569,7 +677,7 @@ def test_helm_remote_tls_mode(helm: str, mode: str) -> None:
 def test_helm_config_secret_service_and_migration_hook(helm: str) -> None:
     docs = render(helm, MODES["socket"])
     configs = {c["metadata"]["name"]: c for c in by_kind(docs, "ConfigMap")}
-    assert set(configs) == {"sw-streamworker", "sw-streamworker-dashboard"}
+    assert set(configs) == {WORKER, f"{WORKER}-dashboard", GATEWAY}
     config = configs["sw-streamworker"]["data"]
     assert config["STREAMWORKER_HTTP_HOST"] == "0.0.0.0"
     assert config["STREAMWORKER_APP_ID"] == "streamworker"
@@ -581,7 +689,7 @@ def test_helm_config_secret_service_and_migration_hook(helm: str) -> None:
     assert db_ref == {"name": "sw-streamworker-db", "key": "database-url"}
     assert "STREAMWORKER_DATABASE_URL" not in config, "the URL holds a password: Secret only"
 
-    service = one(docs, "Service")
+    service = named(docs, "Service", WORKER)
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 6066, "targetPort": "http", "protocol": "TCP"}
     ]
@@ -603,12 +711,16 @@ def test_helm_config_secret_service_and_migration_hook(helm: str) -> None:
 
 
 def test_helm_network_policy_allows_only_dependencies(helm: str) -> None:
-    policy = one(render(helm, MODES["socket"]), "NetworkPolicy")["spec"]
+    policy = named(render(helm, MODES["socket"]), "NetworkPolicy", WORKER)["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "streamworker",
         "app.kubernetes.io/instance": "sw",
     }
+    # Workers and the migration Job; the gateway has its own policy (no Docker egress).
+    assert policy["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["worker", "migrate"]}
+    ]
     egress = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
     assert egress == {(53, "UDP"), (53, "TCP"), (9092, "TCP"), (5432, "TCP")}
     assert [p["port"] for p in policy["ingress"][0]["ports"]] == [6066]
@@ -616,24 +728,24 @@ def test_helm_network_policy_allows_only_dependencies(helm: str) -> None:
 
 def test_helm_everything_service_monitor_and_keda(helm: str) -> None:
     docs = render(helm, MODES["everything"])
-    monitor = one(docs, "ServiceMonitor")
+    monitor = named(docs, "ServiceMonitor", WORKER)
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     endpoint = monitor["spec"]["endpoints"][0]
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
-    service = one(docs, "Service")
+    service = named(docs, "Service", WORKER)
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["jobs"]}
 
     scaled = one(docs, "ScaledObject")
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
-    assert scaled["spec"]["scaleTargetRef"]["name"] == one(docs, "Deployment")["metadata"]["name"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == WORKER
     trigger = scaled["spec"]["triggers"][0]
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["consumerGroup"] == "streamworker"
     assert trigger["metadata"]["topic"] == "streamworker.submissions"
     assert int(trigger["metadata"]["lagThreshold"]) > 0
-    deployment = one(docs, "Deployment")
+    deployment = named(docs, "Deployment", WORKER)
     assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
     assert not by_kind(docs, "HorizontalPodAutoscaler")
     worker = container(worker_pod(docs), "worker")
@@ -646,9 +758,172 @@ def test_helm_everything_service_monitor_and_keda(helm: str) -> None:
 def test_helm_hpa(helm: str) -> None:
     docs = render(helm, MODES["hpa"])
     hpa = one(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == one(docs, "Deployment")["metadata"]["name"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == WORKER
     assert not by_kind(docs, "NetworkPolicy")
-    assert "replicas" not in one(docs, "Deployment")["spec"]
+    assert "replicas" not in named(docs, "Deployment", WORKER)["spec"]
+    assert named(docs, "Deployment", GATEWAY)["spec"]["replicas"] == 2, "the gateway's own"
+
+
+# --- the gateway -----------------------------------------------------------------------
+
+
+COMPONENT = "app.kubernetes.io/component"
+
+
+def gateway_docs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["metadata"].get("labels", {}).get(COMPONENT) == "gateway"]
+
+
+def test_helm_gateway_by_default(helm: str) -> None:
+    """On by default: its Deployment runs `streamworker gateway` from the worker image, two
+    replicas behind a Service on 2358, probes on /health, settings from both ConfigMaps."""
+    docs = render(helm, MODES["socket"])
+    deployment = named(docs, "Deployment", GATEWAY)
+    assert deployment["spec"]["replicas"] == 2
+    pod = gateway_pod(docs)
+    gateway = container(pod, "gateway")
+    assert gateway["args"] == ["streamworker", "gateway"]
+    assert gateway["image"] == container(worker_pod(docs), "worker")["image"]
+    assert [c["name"] for c in pod["containers"]] == ["gateway"]
+    assert gateway["ports"] == [{"name": "http", "containerPort": 2358, "protocol": "TCP"}]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert gateway[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    assert gateway["envFrom"] == [
+        {"configMapRef": {"name": WORKER}},
+        {"configMapRef": {"name": GATEWAY}},
+    ]
+    config = named(docs, "ConfigMap", GATEWAY)["data"]
+    assert config["STREAMWORKER_GATEWAY_HOST"] == "0.0.0.0"
+    assert config["STREAMWORKER_GATEWAY_PORT"] == "2358"
+    assert config["STREAMWORKER_GATEWAY_MAX_WAIT_S"] == "60"
+    assert config["STREAMWORKER_DATA_DIR"].startswith("/tmp/")
+    assert pod["terminationGracePeriodSeconds"] > 60, "open wait=true requests finish"
+    db_ref = env_of(gateway)["STREAMWORKER_DATABASE_URL"]["secretKeyRef"]
+    assert db_ref == {"name": f"{WORKER}-db", "key": "database-url"}
+    # No tenants given: no secret settings at all (the gateway then serves loopback only).
+    assert not [k for k in env_of(gateway) if k.startswith("STREAMWORKER_GATEWAY_")]
+    assert not [s for s in by_kind(docs, "Secret") if s["metadata"]["name"] == GATEWAY]
+
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels[COMPONENT] == "gateway"
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = named(docs, "Service", GATEWAY)
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 2358, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"].items() <= labels.items()
+    worker_labels = named(docs, "Deployment", WORKER)["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= worker_labels.items()
+    assert not named(docs, "Service", WORKER)["spec"]["selector"].items() <= labels.items()
+
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    pdb = named(docs, "PodDisruptionBudget", GATEWAY)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert not by_kind(docs, "Ingress"), "opt-in"
+    assert not by_kind(docs, "HorizontalPodAutoscaler"), "opt-in"
+
+
+def test_helm_gateway_off_renders_nothing_of_it(helm: str) -> None:
+    docs = render(helm, MODES["gateway-off"])
+    assert not gateway_docs(docs)
+    assert not [d for d in docs if "gateway" in d["metadata"]["name"]]
+    assert by_kind(docs, "Deployment") == [named(docs, "Deployment", WORKER)]
+
+
+def test_helm_gateway_optional_objects(helm: str) -> None:
+    docs = render(helm, MODES["gateway-full"])
+    ingress = named(docs, "Ingress", GATEWAY)["spec"]
+    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["tls"] == [{"secretName": "judge0-tls", "hosts": ["judge0.example.internal"]}]
+    (rule,) = ingress["rules"]
+    assert rule["host"] == "judge0.example.internal"
+    (path,) = rule["http"]["paths"]
+    assert path["backend"] == {"service": {"name": GATEWAY, "port": {"name": "http"}}}
+    annotations = named(docs, "Ingress", GATEWAY)["metadata"]["annotations"]
+    assert annotations == {"nginx.ingress.kubernetes.io/proxy-body-size": "8m"}
+
+    hpa = named(docs, "HorizontalPodAutoscaler", GATEWAY)["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": GATEWAY}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    assert "replicas" not in named(docs, "Deployment", GATEWAY)["spec"], "the HPA owns it"
+    assert named(docs, "Deployment", WORKER)["spec"]["replicas"] == 1, "the worker's own"
+    pdb = named(docs, "PodDisruptionBudget", GATEWAY)["spec"]
+    assert pdb["minAvailable"] == 1 and "maxUnavailable" not in pdb
+    config = named(docs, "ConfigMap", GATEWAY)["data"]
+    assert config["STREAMWORKER_GATEWAY_CALLBACK_ALLOW"] == "10.40.0.0/16"
+
+    # Kafka's credentials and TLS files reach the gateway as they reach the worker.
+    pod = gateway_pod(docs)
+    gateway = container(pod, "gateway")
+    password = env_of(gateway)["STREAMWORKER_KAFKA_SASL_PASSWORD"]
+    assert password == {"secretKeyRef": {"name": f"{WORKER}-kafka", "key": "sasl-password"}}
+    mount = next(m for m in gateway["volumeMounts"] if m["name"] == "kafka-tls")
+    assert mount["mountPath"] == "/etc/streamworker/kafka-tls" and mount["readOnly"] is True
+    assert next(v for v in pod["volumes"] if v["name"] == "kafka-tls")["secret"]["secretName"] == (
+        "kafka-tls"
+    )
+
+
+def test_helm_gateway_secrets_inline_or_existing(helm: str) -> None:
+    docs = render(helm, MODES["gateway-full"])
+    secret = named(docs, "Secret", GATEWAY)
+    assert secret["stringData"] == {
+        "tenants": TENANTS,
+        "admin-tokens": ADMIN_TOKENS,
+        "callback-secret": CALLBACK_SECRET,
+    }
+    env = env_of(container(gateway_pod(docs), "gateway"))
+    for variable, key in [
+        ("STREAMWORKER_GATEWAY_TENANTS", "tenants"),
+        ("STREAMWORKER_GATEWAY_ADMIN_TOKENS", "admin-tokens"),
+        ("STREAMWORKER_GATEWAY_CALLBACK_SECRET", "callback-secret"),
+    ]:
+        assert env[variable] == {"secretKeyRef": {"name": GATEWAY, "key": key}}
+
+    existing = render(helm, MODES["gateway-existing-secret"])
+    assert not [s for s in by_kind(existing, "Secret") if s["metadata"]["name"] == GATEWAY]
+    env = env_of(container(gateway_pod(existing), "gateway"))
+    for variable, key in [
+        ("STREAMWORKER_GATEWAY_TENANTS", "tenants"),
+        ("STREAMWORKER_GATEWAY_ADMIN_TOKENS", "admin-tokens"),
+        ("STREAMWORKER_GATEWAY_CALLBACK_SECRET", "callback-secret"),
+    ]:
+        ref = {"name": "gateway-auth", "key": key, "optional": True}
+        assert env[variable] == {"secretKeyRef": ref}, "each key of the Secret is optional"
+    deployment = named(existing, "Deployment", GATEWAY)
+    assert deployment["spec"]["replicas"] == 3
+    assert "topologySpreadConstraints" not in deployment["spec"]["template"]["spec"]
+    assert not by_kind(existing, "PodDisruptionBudget")
+
+    # Only the secrets given inline land in the chart's Secret and the pod's environment.
+    only = render(helm, [*MODES["dind"], f"gateway.auth.callbackSecret={CALLBACK_SECRET}"])
+    assert named(only, "Secret", GATEWAY)["stringData"] == {"callback-secret": CALLBACK_SECRET}
+    env = env_of(container(gateway_pod(only), "gateway"))
+    assert [k for k in env if k.startswith("STREAMWORKER_GATEWAY_")] == [
+        "STREAMWORKER_GATEWAY_CALLBACK_SECRET"
+    ]
+
+
+def test_helm_gateway_service_monitor_has_its_own_job(helm: str) -> None:
+    docs = render(helm, MODES["gateway-full"])
+    monitor = named(docs, "ServiceMonitor", GATEWAY)["spec"]
+    selector = monitor["selector"]["matchLabels"]
+    assert selector.items() <= named(docs, "Service", GATEWAY)["metadata"]["labels"].items()
+    assert not selector.items() <= named(docs, "Service", WORKER)["metadata"]["labels"].items()
+    worker_selector = named(docs, "ServiceMonitor", WORKER)["spec"]["selector"]["matchLabels"]
+    gateway_labels = named(docs, "Service", GATEWAY)["metadata"]["labels"]
+    assert not worker_selector.items() <= gateway_labels.items(), "scraped once, by its own"
+    (endpoint,) = monitor["endpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    assert {"targetLabel": "job", "replacement": "streamworker-gateway"} in endpoint["relabelings"]
+    drop = endpoint["metricRelabelings"][0]
+    assert drop["action"] == "drop" and drop["regex"] == "streamworker_docker_.*"
+    assert "jobLabel" not in monitor
+    assert not by_kind(render(helm, MODES["socket"]), "ServiceMonitor"), "opt-in"
 
 
 @pytest.mark.parametrize(
@@ -679,3 +954,9 @@ def test_helm_chart_files_are_plain_yaml() -> None:
     assert values["kafka"]["appId"] == "streamworker"
     assert values["kafka"]["topics"]["submissions"] == "streamworker.submissions"
     assert values["metrics"]["serviceMonitor"]["enabled"] is False
+    gateway = values["gateway"]
+    assert gateway["enabled"] is True and gateway["replicaCount"] == 2
+    assert gateway["ingress"]["enabled"] is False and gateway["autoscaling"]["enabled"] is False
+    assert gateway["networkPolicy"]["ingress"]["from"] == [], "no client until named"
+    assert gateway["networkPolicy"]["egress"]["callbacks"]["cidrs"] == [], "no callbacks"
+    assert not any(gateway["auth"][k] for k in ("tenants", "adminTokens", "callbackSecret"))

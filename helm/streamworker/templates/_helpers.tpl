@@ -211,3 +211,68 @@ app.kubernetes.io/component: worker
     - name: docker-data
       mountPath: /var/lib/docker
 {{- end }}
+
+{{/* STREAMWORKER_KAFKA_SASL_PASSWORD from its Secret (SASL protocols only): worker and gateway. */}}
+{{- define "streamworker.kafkaPasswordEnv" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.security.protocol }}
+- name: STREAMWORKER_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "streamworker.kafkaPasswordSecretName" . }}
+      key: {{ include "streamworker.kafkaPasswordSecretKey" . }}
+{{- end }}
+{{- end }}
+
+{{/* Settings that are secrets: never in a ConfigMap (config, gateway.config). */}}
+{{- define "streamworker.secretSettings" -}}
+{{- list "STREAMWORKER_DATABASE_URL" "STREAMWORKER_KAFKA_SASL_PASSWORD" "STREAMWORKER_GATEWAY_CALLBACK_SECRET" "STREAMWORKER_GATEWAY_TENANTS" "STREAMWORKER_GATEWAY_ADMIN_TOKENS" | toJson }}
+{{- end }}
+
+{{/* --- the gateway ----------------------------------------------------------------- */}}
+
+{{- define "streamworker.gatewayFullname" -}}
+{{- printf "%s-gateway" (include "streamworker.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "streamworker.gatewaySelectorLabels" -}}
+{{ include "streamworker.selectorLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{/* The Secret holding tenants, admin tokens and the callback secret, if any. */}}
+{{- define "streamworker.gatewaySecretName" -}}
+{{- default (include "streamworker.gatewayFullname" .) .Values.gateway.auth.existingSecret }}
+{{- end }}
+
+{{/* Whether the chart creates the gateway's Secret (inline values given), checked once. */}}
+{{- define "streamworker.gatewayInlineAuth" -}}
+{{- $auth := .Values.gateway.auth }}
+{{- $inline := or $auth.tenants $auth.adminTokens $auth.callbackSecret }}
+{{- if and $auth.existingSecret $inline }}
+{{- fail "gateway.auth: give existingSecret or the inline tenants/adminTokens/callbackSecret, not both" }}
+{{- end }}
+{{- if $inline }}true{{ end }}
+{{- end }}
+
+{{/* The gateway's secret settings: each key of an existing Secret (optional), or each inline value given. */}}
+{{- define "streamworker.gatewayAuthEnv" -}}
+{{- $auth := .Values.gateway.auth }}
+{{- $name := include "streamworker.gatewaySecretName" . }}
+{{- $inline := include "streamworker.gatewayInlineAuth" . }}
+{{- range $pair := list (list "STREAMWORKER_GATEWAY_TENANTS" $auth.tenantsKey "tenants" $auth.tenants) (list "STREAMWORKER_GATEWAY_ADMIN_TOKENS" $auth.adminTokensKey "admin-tokens" $auth.adminTokens) (list "STREAMWORKER_GATEWAY_CALLBACK_SECRET" $auth.callbackSecretKey "callback-secret" $auth.callbackSecret) }}
+{{- if $auth.existingSecret }}
+- name: {{ index $pair 0 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $name }}
+      key: {{ index $pair 1 }}
+      optional: true
+{{- else if and $inline (index $pair 3) }}
+- name: {{ index $pair 0 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $name }}
+      key: {{ index $pair 2 }}
+{{- end }}
+{{- end }}
+{{- end }}
