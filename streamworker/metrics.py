@@ -210,6 +210,40 @@ CALLBACK_SECONDS = Histogram(
 )
 
 
+GATEWAY_REQUESTS = Counter(
+    "streamworker_gateway_requests",
+    "Gateway HTTP requests by API (judge0, piston, other) and status code.",
+    ["api", "code"],
+    registry=REGISTRY,
+)
+GATEWAY_REQUEST_SECONDS = Histogram(
+    "streamworker_gateway_request_duration_seconds",
+    "Gateway request time, `wait=true` included (it waits for the result).",
+    ["api"],
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+GATEWAY_IN_FLIGHT = Gauge(
+    "streamworker_gateway_in_flight",
+    "Submissions this gateway replica produced and has not yet seen answered.",
+    registry=REGISTRY,
+)
+GATEWAY_PREFIXES = ("streamworker_gateway_", "streamworker_callback_", "streamworker_build")
+"""What a gateway's /metrics shows: its own families, not the worker's (a gateway has no
+Docker, so the worker's `streamworker_docker_up` would read 0 and page someone)."""
+
+
+def render_gateway() -> bytes:
+    """The gateway's page: only the families whose names start with `GATEWAY_PREFIXES`."""
+    names = [
+        sample.name
+        for family in REGISTRY.collect()
+        if family.name.startswith(GATEWAY_PREFIXES)
+        for sample in family.samples
+    ]
+    return generate_latest(REGISTRY.restricted_registry(names))
+
+
 def observe_verdict(language: str, verdict: Judged, elapsed_s: float) -> None:
     """Time the submission and each of its stages' wall time, CPU time and peak memory."""
     SUBMISSION_SECONDS.labels(language).observe(elapsed_s)

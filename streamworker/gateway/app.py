@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -63,12 +64,18 @@ def create_app(settings: Settings, env: Mapping[str, str]) -> FastAPI:
     )
 
     @app.middleware("http")
-    async def ratelimit_headers(
+    async def measure_and_label(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        """Rate-limit headers on every answer; request counts and times by API."""
+        began = time.perf_counter()
         response = await call_next(request)
         for key, value in getattr(request.state, "ratelimit", {}).items():
             response.headers.setdefault(key, value)
+        api = _api_of(request.url.path)
+        metrics.GATEWAY_REQUESTS.labels(api, str(response.status_code)).inc()
+        metrics.GATEWAY_REQUEST_SECONDS.labels(api).observe(time.perf_counter() - began)
+        metrics.GATEWAY_IN_FLIGHT.set(gw.submitter.in_flight)
         return response
 
     @app.exception_handler(HttpError)
@@ -85,6 +92,15 @@ def create_app(settings: Settings, env: Mapping[str, str]) -> FastAPI:
     _register_piston(router, gw)
     app.include_router(router)
     return app
+
+
+def _api_of(path: str) -> str:
+    """A bounded label: never the path itself (tokens would make a series each)."""
+    if path.startswith("/api/v2/"):
+        return "piston"
+    if path.startswith(("/submissions", "/languages", "/statuses", "/about", "/config_info")):
+        return "judge0"
+    return "other"
 
 
 def _build(settings: Settings, env: Mapping[str, str]) -> Gateway:
@@ -177,7 +193,7 @@ def _register_info(router: APIRouter, gw: Gateway) -> None:
         )
 
     async def metrics_page(request: Request) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render_gateway(), media_type=CONTENT_TYPE_LATEST)
 
     _both(router, "/languages", languages, ["GET"])
     _both(router, "/languages/all", languages_all, ["GET"])
