@@ -220,3 +220,22 @@ class GatewaySubmission(Base):
     idempotency_key: Mapped[str | None] = mapped_column(SafeString(255))
     created_at: Mapped[datetime] = mapped_column(index=True)
     request: Mapped[dict[str, Any]]
+
+
+class AuditPendingProjection(Base):
+    """Submissions whose events are appended but not yet projected.
+
+    The hot path appends events and marks their submission here in one cheap
+    transaction; the projector re-projects and removes the mark later. `seq` grows on
+    every new mark, so a projector that read an older one never removes a newer one.
+    Marks a crash left behind are projected at start-up.
+    """
+
+    __tablename__ = "audit_pending_projection"
+
+    submission_id: Mapped[str] = mapped_column(SafeString(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    marked_at: Mapped[datetime]
+
+
+audit_pending_projection: Table = Base.metadata.tables["audit_pending_projection"]

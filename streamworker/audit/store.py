@@ -1,8 +1,10 @@
 """The audit store: append to the event log and keep the projections in step.
 
-Each append inserts the event if its `event_id` is new and re-projects that submission
-from all of its events in the same transaction, so at-least-once delivery neither loses
-nor duplicates anything and the projections always equal a full replay. Strings are
+`append_many` inserts the events whose `event_id` is new and re-projects their
+submissions from all of their events in the same transaction, so at-least-once delivery
+neither loses nor duplicates anything and the projections always equal a full replay.
+The worker's hot path uses `append_logged` + `project_pending` instead (`pending`): the
+same result, with the projection a moment later. Strings are
 escaped on the way in and restored on the way out by the column types (`models.SafeText`,
 `models.SafeJSON`), so NUL and surrogates are stored losslessly on both backends.
 """
@@ -22,7 +24,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from streamworker.audit.engine import create_engine
 from streamworker.audit.migrate import is_at_head
-from streamworker.audit.models import audit_events, execution_runs, executions
+from streamworker.audit.models import (
+    audit_events,
+    audit_pending_projection,
+    execution_runs,
+    executions,
+)
+from streamworker.audit.pending import (
+    append_events,
+    clear_marks,
+    count_marks,
+    defer_mark,
+    take_marks,
+)
 from streamworker.audit.projection import Projection, project_submission, winning_result
 from streamworker.audit.quarantine import QuarantineStore
 from streamworker.audit.records import RESULT_KINDS, AuditKind, AuditRecord
@@ -123,6 +137,50 @@ class AuditStore:
                 log.debug("audit event %s already recorded", record.event_id)
         return inserted
 
+    async def append_logged(self, records: Iterable[AuditRecord]) -> list[bool]:
+        """The hot path: append events and mark their submissions for projection, in one
+        short transaction (`pending`); `project_pending` brings the projections up."""
+        batch = list(records)
+        if not batch:
+            return []
+        async with self.engine.begin() as conn:
+            return await self._insert_events(conn, batch)
+
+    async def _insert_events(
+        self, conn: AsyncConnection, records: Sequence[AuditRecord]
+    ) -> list[bool]:
+        return await append_events(conn, self._dialect, records)
+
+    async def project_pending(self, limit: int = 200, only: Sequence[str] | None = None) -> int:
+        """Project up to `limit` marked submissions (oldest first) in one transaction;
+        how many were projected. A submission re-marked meanwhile stays marked."""
+        async with self.engine.begin() as conn:
+            marks = await take_marks(conn, self._dialect, limit, only)
+            if not marks:
+                return 0
+            await self._lock_submissions(conn, set(marks))
+            grouped: dict[str, list[AuditRecord]] = {sid: [] for sid in marks}
+            for record in _records(await self._events_of(conn, list(marks))):
+                grouped[record.submission_id].append(record)
+            for records in grouped.values():
+                if records:
+                    await self._write_projection(conn, project_submission(records))
+            await clear_marks(conn, marks)
+        return len(marks)
+
+    async def pending_marks(self, limit: int = 200) -> list[str]:
+        """The oldest marked submissions (to project one by one after a batch failed)."""
+        async with self.engine.connect() as conn:
+            return list(await take_marks(conn, "", limit))
+
+    async def defer_mark(self, submission_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await defer_mark(conn, submission_id)
+
+    async def unprojected(self) -> int:
+        async with self.engine.connect() as conn:
+            return await count_marks(conn)
+
     async def _lock_submissions(self, conn: AsyncConnection, submission_ids: set[str]) -> None:
         # Two workers appending for one submission must not project from each other's
         # uncommitted halves. SQLite takes its single write lock at the first INSERT;
@@ -192,6 +250,7 @@ class AuditStore:
                 await conn.execute(text("LOCK TABLE audit_events IN SHARE MODE"))
             await conn.execute(delete(execution_runs))
             await conn.execute(delete(executions))
+            await conn.execute(delete(audit_pending_projection))  # the replay covers them
             last: str | None = None
             while True:
                 query = select(audit_events.c.submission_id).distinct()

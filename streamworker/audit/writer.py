@@ -15,12 +15,15 @@ isolated, the rest is written, and each refused record goes to `audit_quarantine
 One wait is allowed, bounded: before a result's event is acknowledged (and its Kafka
 transaction can commit) the worker gives the writer a moment to make that submission's
 records durable (`settle`), so a `kill -9` loses no audit while the database is up.
-During an outage nobody waits.
+During an outage nobody waits. That wait covers only the append (one multi-row insert
+and the projection marks, `pending`); a second task projects the marked submissions
+right after, and at start-up projects whatever a crash left marked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -66,6 +69,8 @@ class AuditWriter:
         # Accepted and not yet durable (queued or being written), oldest first.
         self._waiting: OrderedDict[_Queued, None] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
+        self._projector: asyncio.Task[None] | None = None
+        self._project_soon = asyncio.Event()
         self._written = asyncio.Condition()
         self.last_error: str | None = None
         self.quarantined = 0
@@ -145,24 +150,70 @@ class AuditWriter:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="audit-writer")
+            # Set at start: marks a crash left behind are projected first (catch-up).
+            self._project_soon.set()
+            self._projector = asyncio.create_task(self._project_loop(), name="audit-projector")
             # Read when /metrics is scraped, so the age keeps growing while nothing lands.
             metrics.AUDIT_LAG_SECONDS.set_function(self.lag_seconds)
 
     async def drain(self, timeout_s: float = 10.0) -> bool:
-        """Wait until everything queued is written (True) or the timeout passes (False)."""
+        """Wait until everything queued is written and projected (True) or the timeout
+        passes (False)."""
         try:
             async with asyncio.timeout(timeout_s):
                 await self._queue.join()
+                while self.last_error is None and await self.store.project_pending(self.max_batch):
+                    pass
         except TimeoutError:
+            return False
+        except Exception as exc:  # the projector's catch-up at the next start covers it
+            log.warning("audit projection at drain failed: %s", exc)
             return False
         return True
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         await self.drain(timeout_s)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._projector):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._projector = None
+
+    async def _project_loop(self) -> None:
+        """Bring `executions` up to the log: batches, then one by one if a batch fails,
+        so a submission whose projection keeps failing waits at the back, alone."""
+        backoff = 0.1
+        while True:
+            await self._project_soon.wait()
+            self._project_soon.clear()
+            try:
+                while await self.store.project_pending(self.max_batch):
+                    pass
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.AUDIT_FAILURES.inc()
+                log.warning("audit projection failed, projecting one by one: %s", exc)
+                await self._project_singly()
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self.max_backoff_s)
+                self._project_soon.set()
+
+    async def _project_singly(self) -> None:
+        try:
+            marks = await self.store.pending_marks(self.max_batch)
+        except Exception:
+            return  # the database is down: the outage handling of appends reports it
+        for submission_id in marks:
+            try:
+                await self.store.project_pending(1, only=[submission_id])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("projection of %s failed, retried later: %s", submission_id, exc)
+                with contextlib.suppress(Exception):
+                    await self.store.defer_mark(submission_id)
 
     async def _run(self) -> None:
         while True:
@@ -182,6 +233,7 @@ class AuditWriter:
         refusal = await self._append(items)
         if refusal is None:
             await self._durable(items)
+            self._project_soon.set()
         elif len(items) == 1:
             await self._quarantine(items[0], refusal)
         else:
@@ -196,7 +248,7 @@ class AuditWriter:
         backoff = 0.1
         while True:
             try:
-                await self.store.append_many(records)
+                await self.store.append_logged(records)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -561,7 +561,15 @@ async def test_requeue_lands_a_record_once_the_database_takes_it(
             raise DataError("INSERT", {}, Exception("refused for this test"))
         return await real_insert(conn, rec)
 
+    real_batch = store._insert_events
+
+    async def refuse_batch(conn: Any, records: Any) -> list[bool]:
+        if any(rec.event_id == record.event_id for rec in records):
+            raise DataError("INSERT", {}, Exception("refused for this test"))
+        return await real_batch(conn, records)
+
     monkeypatch.setattr(store, "_insert_event", refuse_once)
+    monkeypatch.setattr(store, "_insert_events", refuse_batch)
     writer = AuditWriter(store)
     writer.submit(record)
     writer.submit(received("s-requeue-other"))
@@ -617,3 +625,36 @@ async def test_an_outage_during_requeue_raises_and_marks_nothing(store: AuditSto
     with pytest.raises(ConnectionRefusedError):
         await requeue_quarantined(down)
     assert await store.quarantine.count_unresolved() == 1
+
+
+# -- the hot path: append now, project right after ------------------------------------------
+
+
+async def test_append_logged_then_project_equals_a_full_append(store: AuditStore) -> None:
+    events = lifecycle("hot-1") + lifecycle("hot-2")
+    flags = await store.append_logged(events + events[:2])  # a duplicate in the same batch
+    assert flags == [True] * len(events) + [False, False]
+    assert await store.append_logged(events) == [False] * len(events)
+    assert (await snapshot(store))[0] == []  # nothing projected yet: only marked
+    assert await store.unprojected() == 2
+    assert await store.project_pending() == 2
+    assert await store.unprojected() == 0 and await store.project_pending() == 0
+    projected = await snapshot(store)
+    await store.rebuild_projections()
+    assert await snapshot(store) == projected  # the same as replaying the whole log
+
+
+async def test_a_mark_renewed_meanwhile_survives_the_older_projection(store: AuditStore) -> None:
+    from streamworker.audit.pending import clear_marks, take_marks
+
+    events = lifecycle("race-1")
+    await store.append_logged(events[:2])
+    async with store.engine.begin() as conn:
+        seen = await take_marks(conn, store.engine.dialect.name, 10)
+    await store.append_logged(events[2:])  # appended after the projector read its marks
+    async with store.engine.begin() as conn:
+        await clear_marks(conn, seen)
+    assert await store.unprojected() == 1  # still marked: the newer events get projected
+    assert await store.project_pending() == 1
+    rows, _ = await snapshot(store)
+    assert rows[0]["attempts"] == 2 and rows[0]["status"] == "wrong_answer"

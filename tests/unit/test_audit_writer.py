@@ -23,8 +23,11 @@ class FakeStore:
         self.down = False
         self.appended: list[Any] = []
         self.batches: list[int] = []
+        self.projected: list[str] = []
+        self.broken: set[str] = set()
+        self.deferred: list[str] = []
 
-    async def append_many(self, records: list[Any]) -> list[bool]:
+    async def append_logged(self, records: list[Any]) -> list[bool]:
         await asyncio.sleep(self.delay_s)
         if self.down:
             raise ConnectionError("database down")
@@ -34,6 +37,28 @@ class FakeStore:
 
     async def events(self, submission_id: str) -> list[Any]:
         return [r for r in self.appended if r.submission_id == submission_id]
+
+    # The projector's side: marks are the submissions appended and not yet projected.
+    def _marks(self) -> list[str]:
+        done = set(self.projected)
+        return list(
+            dict.fromkeys(r.submission_id for r in self.appended if r.submission_id not in done)
+        )
+
+    async def project_pending(self, limit: int = 200, only: list[str] | None = None) -> int:
+        if self.down:
+            raise ConnectionError("database down")
+        marks = [m for m in self._marks() if only is None or m in only][:limit]
+        if set(marks) & self.broken:
+            raise ValueError("refused projection")
+        self.projected.extend(marks)
+        return len(marks)
+
+    async def pending_marks(self, limit: int = 200) -> list[str]:
+        return self._marks()[:limit]
+
+    async def defer_mark(self, submission_id: str) -> None:
+        self.deferred.append(submission_id)
 
 
 class Rec:
@@ -122,12 +147,12 @@ class RefusingStore(FakeStore):
         self.quarantine = FakeQuarantine()
         self.attempts = 0
 
-    async def append_many(self, records: list[Any]) -> list[bool]:
+    async def append_logged(self, records: list[Any]) -> list[bool]:
         self.attempts += 1
         if any("\x00" in r.payload.get("stdout", "") for r in records):
             await asyncio.sleep(self.delay_s)
             raise DataError("INSERT", {}, Exception("invalid byte sequence: 0x00"))
-        return await super().append_many(records)
+        return await super().append_logged(records)
 
 
 def record(sid: str, stdout: str = "ok") -> AuditRecord:
@@ -212,9 +237,9 @@ class BlockedStore(FakeStore):
         super().__init__()
         self.release = asyncio.Event()
 
-    async def append_many(self, records: list[Any]) -> list[bool]:
+    async def append_logged(self, records: list[Any]) -> list[bool]:
         await self.release.wait()
-        return await super().append_many(records)
+        return await super().append_logged(records)
 
 
 def lag_metric(name: str) -> float:
@@ -293,4 +318,21 @@ async def test_health_falls_back_to_its_own_count_when_the_table_cannot_say() ->
     store.quarantine.count_unresolved = broken  # type: ignore[method-assign]
     assert (await writer.health()).quarantined == 1
     assert writer.health_now().text() == "degraded: 1 record(s) quarantined"
+    await writer.stop()
+
+
+async def test_projection_follows_the_append_and_isolates_a_failing_submission() -> None:
+    store = FakeStore()
+    store.broken = {"bad"}
+    writer = AuditWriter(store, max_backoff_s=0.05)  # type: ignore[arg-type]
+    writer.start()
+    for sid in ("a", "bad", "b"):
+        writer.submit(Rec(sid))  # type: ignore[arg-type]
+    assert await writer.settle("b", timeout_s=2.0) is True
+    deadline = asyncio.get_running_loop().time() + 2.0
+    while set(store.projected) != {"a", "b"}:
+        assert asyncio.get_running_loop().time() < deadline, store.projected
+        await asyncio.sleep(0.01)
+    assert "bad" in store.deferred  # at the back, still marked
+    assert "bad" not in store.projected
     await writer.stop()
