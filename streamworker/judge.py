@@ -274,7 +274,7 @@ async def judge(
                 f"({runs[-1].status.value}); the {len(cases) - len(runs)} later case(s) "
                 "were not run"
             )
-        log.info(
+        log.debug(
             "judged %s (%s): %s in %.3fs",
             submission.submission_id,
             language.id,

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,6 +28,27 @@ pending = audit_pending_projection
 
 def _insert(dialect: str, table: Any) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+@cache
+def _append_stmt(dialect: str) -> Any:
+    """Built once per dialect: executed with a list of rows (SQLAlchemy batches them into
+    multi-row INSERTs and caches the compiled form — a `.values([...])` statement would
+    be compiled anew for every batch size, the worker's main CPU cost in the profile)."""
+    return (
+        _insert(dialect, audit_events)
+        .on_conflict_do_nothing(index_elements=[audit_events.c.event_id])
+        .returning(audit_events.c.event_id)
+    )
+
+
+@cache
+def _mark_stmt(dialect: str) -> Any:
+    stmt = _insert(dialect, pending)
+    return stmt.on_conflict_do_update(
+        index_elements=[pending.c.submission_id],
+        set_={"seq": pending.c.seq + 1, "marked_at": stmt.excluded.marked_at},
+    )
 
 
 def _event_row(record: AuditRecord) -> dict[str, Any]:
@@ -48,13 +70,8 @@ async def append_events(
 
     A record repeated within `records` counts as new once, like separate appends would.
     """
-    stmt = (
-        _insert(dialect, audit_events)
-        .values([_event_row(r) for r in records])
-        .on_conflict_do_nothing(index_elements=[audit_events.c.event_id])
-        .returning(audit_events.c.event_id)
-    )
-    new_ids = set((await conn.execute(stmt)).scalars())
+    result = await conn.execute(_append_stmt(dialect), [_event_row(r) for r in records])
+    new_ids = set(result.scalars())
     inserted, seen = [], set()
     for record in records:
         fresh = record.event_id in new_ids and record.event_id not in seen
@@ -63,14 +80,10 @@ async def append_events(
     touched = sorted({r.submission_id for r, new in zip(records, inserted, strict=True) if new})
     if touched:
         now = datetime.now(UTC)
-        mark = _insert(dialect, pending).values(
-            [{"submission_id": sid, "seq": 1, "marked_at": now} for sid in touched]
+        await conn.execute(
+            _mark_stmt(dialect),
+            [{"submission_id": sid, "seq": 1, "marked_at": now} for sid in touched],
         )
-        mark = mark.on_conflict_do_update(
-            index_elements=[pending.c.submission_id],
-            set_={"seq": pending.c.seq + 1, "marked_at": mark.excluded.marked_at},
-        )
-        await conn.execute(mark)
     return inserted
 
 
@@ -87,14 +100,15 @@ async def take_marks(
     return {row.submission_id: row.seq for row in (await conn.execute(query)).all()}
 
 
+_CLEAR = delete(pending).where(
+    and_(pending.c.submission_id == bindparam("sid"), pending.c.seq == bindparam("seen"))
+)
+
+
 async def clear_marks(conn: AsyncConnection, marks: dict[str, int]) -> None:
     """Remove the marks projected — unless a newer append re-marked one meanwhile."""
-    for submission_id, seq in marks.items():
-        await conn.execute(
-            delete(pending).where(
-                and_(pending.c.submission_id == submission_id, pending.c.seq == seq)
-            )
-        )
+    if marks:
+        await conn.execute(_CLEAR, [{"sid": sid, "seen": seq} for sid, seq in marks.items()])
 
 
 async def defer_mark(conn: AsyncConnection, submission_id: str) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from functools import cache
 from types import TracebackType
 from typing import Any
 
@@ -54,6 +55,15 @@ def _lock_key(submission_id: str) -> int:
     name = submission_id.encode("utf-8", "surrogatepass")  # ids may hold lone surrogates
     digest = hashlib.blake2b(name, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+@cache
+def _projection_upsert(dialect: str) -> Any:
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(executions)
+    return stmt.on_conflict_do_update(
+        index_elements=[executions.c.submission_id],
+        set_={c.name: stmt.excluded[c.key] for c in executions.c if not c.primary_key},
+    )
 
 
 def _row_dict(table: Table, row: Row[Any]) -> dict[str, Any]:
@@ -162,9 +172,8 @@ class AuditStore:
             grouped: dict[str, list[AuditRecord]] = {sid: [] for sid in marks}
             for record in _records(await self._events_of(conn, list(marks))):
                 grouped[record.submission_id].append(record)
-            for records in grouped.values():
-                if records:
-                    await self._write_projection(conn, project_submission(records))
+            projections = [project_submission(r) for r in grouped.values() if r]
+            await self._write_projections(conn, projections)
             await clear_marks(conn, marks)
         return len(marks)
 
@@ -223,6 +232,20 @@ class AuditStore:
         records = _records(await self._events_of(conn, [submission_id]))
         if records:
             await self._write_projection(conn, project_submission(records))
+
+    async def _write_projections(
+        self, conn: AsyncConnection, projections: Sequence[Projection]
+    ) -> None:
+        """Several submissions' rows in three statements (upsert, delete, insert), each
+        compiled once per process."""
+        if not projections:
+            return
+        await conn.execute(_projection_upsert(self._dialect), [p.execution for p in projections])
+        sids = [p.execution["submission_id"] for p in projections]
+        await conn.execute(delete(execution_runs).where(execution_runs.c.submission_id.in_(sids)))
+        runs = [run for p in projections for run in p.runs]
+        if runs:
+            await conn.execute(execution_runs.insert(), runs)
 
     async def _write_projection(self, conn: AsyncConnection, projection: Projection) -> None:
         row = projection.execution

@@ -35,6 +35,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", type=_csv, help=f"comma-separated ({','.join(full.kinds)})")
     parser.add_argument("--no-e2e", action="store_true", help="skip the Kafka end-to-end part")
     parser.add_argument(
+        "--profile",
+        metavar="SVG",
+        help="record the worker with py-spy during the first saturation burst: a flame graph",
+    )
+    parser.add_argument(
         "--no-gateway", action="store_true", help="skip the HTTP gateway vs Kafka bursts"
     )
     parser.add_argument(
@@ -72,6 +77,7 @@ def options_from_args(args: argparse.Namespace, argv: Sequence[str]) -> BenchOpt
         e2e=base.e2e and not args.no_e2e,
         gateway=base.gateway and not args.no_gateway,
         json_path=Path(args.json) if args.json else None,
+        profile_path=Path(args.profile) if args.profile else None,
         command=shlex.join(["streamworker", *argv]),
     )
 

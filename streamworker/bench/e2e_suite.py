@@ -21,6 +21,7 @@ from streamworker.bench.cpu import CpuMeter
 from streamworker.bench.e2e import KafkaDriver, Phase
 from streamworker.bench.gateway_load import GatewayProcess, gateway_rows
 from streamworker.bench.options import BenchOptions
+from streamworker.bench.profile import recording
 from streamworker.bench.programs import Program
 from streamworker.bench.results import FAILED, Row, parallel_row
 from streamworker.bench.rss import RssSampler, status_kb
@@ -69,6 +70,7 @@ async def _program_rows(
     driver: KafkaDriver,
     sampler: RssSampler,
     worker_cpu: CpuMeter,
+    profile: Path | None = None,
 ) -> list[Row]:
     conc = settings.concurrency
     for _ in range(options.e2e_warmup):
@@ -89,7 +91,8 @@ async def _program_rows(
     ]
     sampler.reset()
     worker_cpu.start()
-    burst = await driver.burst(program, options.burst, _timeout_s(options.burst))
+    async with recording(sampler.pid, profile):
+        burst = await driver.burst(program, options.burst, _timeout_s(options.burst))
     sat = _phase_row(
         E2E_SATURATION,
         program,
@@ -145,10 +148,17 @@ async def run_e2e(
         rows: list[Row] = []
         try:
             await driver.start()
-            for program in programs:
+            for index, program in enumerate(programs):
                 rows.extend(
                     await _program_rows(
-                        program, options, worker_settings, baseline_b, driver, sampler, worker_cpu
+                        program,
+                        options,
+                        worker_settings,
+                        baseline_b,
+                        driver,
+                        sampler,
+                        worker_cpu,
+                        options.profile_path if index == 0 else None,
                     )
                 )
             hello = [p for p in programs if p.kind == "hello"]

@@ -33,6 +33,8 @@ class BenchOptions:
     """Also drive the worker through the HTTP gateway (hello programs), paired with Kafka."""
     gateway_rounds: int = 3
     """Bursts each way, alternating HTTP and Kafka."""
+    profile_path: Path | None = None
+    """Record the worker with py-spy during the first saturation burst (a flame graph)."""
     prewarm_worker_pools: bool = True
     """Start the bench worker with warm pools for the benchmarked languages."""
     json_path: Path | None = None
@@ -56,4 +58,5 @@ class BenchOptions:
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["json_path"] = str(self.json_path) if self.json_path else None
+        out["profile_path"] = str(self.profile_path) if self.profile_path else None
         return out
