@@ -280,6 +280,38 @@ kafka_answers() {
     --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" --list >/dev/null 2>>"$LOGS/kafka-tools.log"
 }
 
+# Start a broker from this checkout's jars: $1 its name (logs under $LOGS/$1), $2 its
+# pid file, $3 its server.properties.
+kafka_spawn() {
+  local name=$1 pidfile=$2 config=$3
+  say "$name: starting broker (log: ${LOGS#"$ROOT"/}/$name/server.log)"
+  spawn "$pidfile" "$LOGS/$name.out" java "${KAFKA_HEAP_OPTS[@]}" \
+    -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+    -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$LOGS/$name" \
+    -Dlog4j2.configurationFile="$ROOT/dev/kafka/log4j2.properties" \
+    -cp "$KAFKA_LIB/*" kafka.Kafka "$config"
+}
+
+# Wait until the check function $3 succeeds; die with the broker's log when the broker
+# exits or $4 (what was awaited) does not come within KAFKA_WAIT_S.
+kafka_wait() {
+  local name=$1 pidfile=$2 check=$3 what=$4
+  local deadline=$((SECONDS + KAFKA_WAIT_S))
+  until "$check"; do
+    if ! live_pid "$pidfile" kafka.Kafka >/dev/null; then
+      tail_log "$LOGS/$name.out"
+      tail_log "$LOGS/$name/server.log"
+      die "$name: the broker exited; see $LOGS/$name/server.log"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail_log "$LOGS/$name/server.log"
+      die "$name: no $what within ${KAFKA_WAIT_S}s"
+    fi
+    sleep 0.5
+  done
+}
+
 up_kafka() {
   mkdir -p "$KAFKA_DIR" "$LOGS"
   local pid
@@ -298,27 +330,9 @@ up_kafka() {
   if [[ -z ${pid:-} ]]; then
     kafka_render_config
     kafka_format
-    say "kafka: starting broker (log: ${LOGS#"$ROOT"/}/kafka/server.log)"
-    spawn "$KAFKA_PIDFILE" "$LOGS/kafka.out" java "${KAFKA_HEAP_OPTS[@]}" \
-      -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
-      -Djava.awt.headless=true \
-      -Dkafka.logs.dir="$LOGS/kafka" \
-      -Dlog4j2.configurationFile="$ROOT/dev/kafka/log4j2.properties" \
-      -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_CONFIG"
+    kafka_spawn kafka "$KAFKA_PIDFILE" "$KAFKA_CONFIG"
   fi
-  local deadline=$((SECONDS + KAFKA_WAIT_S))
-  until kafka_answers; do
-    if ! live_pid "$KAFKA_PIDFILE" kafka.Kafka >/dev/null; then
-      tail_log "$LOGS/kafka.out"
-      tail_log "$LOGS/kafka/server.log"
-      die "kafka: the broker exited; see $LOGS/kafka/server.log"
-    fi
-    if ((SECONDS >= deadline)); then
-      tail_log "$LOGS/kafka/server.log"
-      die "kafka: no metadata answer on $KAFKA_HOST:$KAFKA_PORT within ${KAFKA_WAIT_S}s"
-    fi
-    sleep 0.5
-  done
+  kafka_wait kafka "$KAFKA_PIDFILE" kafka_answers "metadata answer on $KAFKA_HOST:$KAFKA_PORT"
   say "kafka: up (pid $(<"$KAFKA_PIDFILE"), $KAFKA_HOST:$KAFKA_PORT)"
 }
 
@@ -446,27 +460,10 @@ up_kafka_secure() {
     kafka_secure_env_files
     kafka_secure_render_config
     kafka_secure_format
-    say "kafka-secure: starting broker (log: ${LOGS#"$ROOT"/}/kafka-secure/server.log)"
-    spawn "$KSEC_PIDFILE" "$LOGS/kafka-secure.out" java "${KAFKA_HEAP_OPTS[@]}" \
-      -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
-      -Djava.awt.headless=true \
-      -Dkafka.logs.dir="$LOGS/kafka-secure" \
-      -Dlog4j2.configurationFile="$ROOT/dev/kafka/log4j2.properties" \
-      -cp "$KAFKA_LIB/*" kafka.Kafka "$KSEC_CONFIG"
+    kafka_spawn kafka-secure "$KSEC_PIDFILE" "$KSEC_CONFIG"
   fi
-  local deadline=$((SECONDS + KAFKA_WAIT_S))
-  until kafka_secure_answers; do
-    if ! live_pid "$KSEC_PIDFILE" kafka.Kafka >/dev/null; then
-      tail_log "$LOGS/kafka-secure.out"
-      tail_log "$LOGS/kafka-secure/server.log"
-      die "kafka-secure: the broker exited; see $LOGS/kafka-secure/server.log"
-    fi
-    if ((SECONDS >= deadline)); then
-      tail_log "$LOGS/kafka-secure/server.log"
-      die "kafka-secure: no SASL_SSL metadata answer on :$KSEC_SASL_SSL_PORT within ${KAFKA_WAIT_S}s"
-    fi
-    sleep 0.5
-  done
+  kafka_wait kafka-secure "$KSEC_PIDFILE" kafka_secure_answers \
+    "SASL_SSL metadata answer on :$KSEC_SASL_SSL_PORT"
   say "kafka-secure: up (pid $(<"$KSEC_PIDFILE"), SASL_SSL :$KSEC_SASL_SSL_PORT, SASL_PLAINTEXT :$KSEC_SASL_PLAINTEXT_PORT, SSL :$KSEC_SSL_PORT; clients: ${KSEC_DIR#"$ROOT"/}/*.env)"
 }
 
