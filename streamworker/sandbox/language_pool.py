@@ -25,8 +25,9 @@ from streamworker.sandbox.calls import INSPECT_TIMEOUT_S, docker_call
 from streamworker.sandbox.container import start_served
 from streamworker.sandbox.policy import max_time_budget_s, pool_policy
 from streamworker.sandbox.pooled import PooledContainer, remove_later, remove_pooled
-from streamworker.sandbox.reaper import POOL_NAME_PREFIX
+from streamworker.sandbox.reaper import POOL_NAME_PREFIX, POOL_ORPHAN_SLACK_S
 from streamworker.sandbox.spec import (
+    LABEL_PREFIX,
     attached_config,
     container_config,
     container_labels,
@@ -268,6 +269,9 @@ class LanguagePool:
             iso(created + timedelta(seconds=budget)) or "",
             self.language.id,
         )
+        # Its own idle limit, for every worker's reaper on a shared daemon (`reaper`).
+        idle_until = created + timedelta(seconds=self.max_idle_s + POOL_ORPHAN_SLACK_S)
+        labels[f"{LABEL_PREFIX}.idle-until"] = iso(idle_until) or ""
         env = sandbox_env(self.language.env)
         config = attached_config(container_config(self.image, self.policy, labels, env))
         name = f"{POOL_NAME_PREFIX}{self.language.id}-{uuid.uuid4().hex[:12]}"

@@ -44,15 +44,29 @@ def is_expired(labels: Mapping[str, str], now: datetime) -> bool:
 
 
 def is_orphaned_pool_container(
-    name: str, created_unix: float, now: datetime, max_idle_s: float
+    name: str,
+    created_unix: float,
+    now: datetime,
+    max_idle_s: float,
+    labels: Mapping[str, str] | None = None,
 ) -> bool:
     """An idle warm container its pool should have recycled long ago: its worker is gone.
 
     Taken containers are renamed to their submission's name, so only idle ones match.
+    "Long ago" is the owner's own idle limit when the container carries it
+    (`idle-until`): on a daemon shared by workers with different pool settings, one
+    worker's reaper must not take another's idle containers by its own clock.
+    `max_idle_s` (the reaper's) is the fallback for containers without the label.
     """
-    return name.startswith(POOL_NAME_PREFIX) and (
-        now.timestamp() - created_unix > max_idle_s + POOL_ORPHAN_SLACK_S
-    )
+    if not name.startswith(POOL_NAME_PREFIX):
+        return False
+    raw = (labels or {}).get(f"{LABEL_PREFIX}.idle-until")
+    if raw:
+        try:
+            return datetime.fromisoformat(raw.replace("Z", "+00:00")) <= now
+        except ValueError:
+            pass  # unreadable: judged by the reaper's own limit below
+    return now.timestamp() - created_unix > max_idle_s + POOL_ORPHAN_SLACK_S
 
 
 async def reap_expired(
@@ -71,7 +85,7 @@ async def reap_expired(
         created = float(container._container.get("Created") or 0)
         if not (
             is_expired(labels, now)
-            or is_orphaned_pool_container(name, created, now, pool_max_idle_s)
+            or is_orphaned_pool_container(name, created, now, pool_max_idle_s, labels)
         ):
             continue
         try:

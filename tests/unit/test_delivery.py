@@ -212,6 +212,18 @@ class TestOrphanedPool:
         created = (NOW - timedelta(seconds=100)).timestamp()
         assert not is_orphaned_pool_container("streamworker-pool-python-abc", created, NOW, 300)
 
+    def test_the_owners_idle_limit_wins_over_the_reapers(self) -> None:
+        """A worker with a 300 s idle limit must not reap another worker's idle container
+        whose owner keeps them for an hour (a daemon shared by differently set workers)."""
+        created = (NOW - timedelta(seconds=400)).timestamp()
+        owner = {"org.streamworker.idle-until": (NOW + timedelta(minutes=50)).isoformat()}
+        assert not is_orphaned_pool_container("streamworker-pool-c-1", created, NOW, 300, owner)
+        gone = {"org.streamworker.idle-until": (NOW - timedelta(seconds=1)).isoformat()}
+        young = (NOW - timedelta(seconds=10)).timestamp()
+        assert is_orphaned_pool_container("streamworker-pool-c-1", young, NOW, 300, gone)
+        broken = {"org.streamworker.idle-until": "soon"}
+        assert is_orphaned_pool_container("streamworker-pool-c-1", created, NOW, 300, broken)
+
     def test_taken_containers_are_judged_by_their_deadline_only(self) -> None:
         created = (NOW - timedelta(hours=2)).timestamp()
         assert not is_orphaned_pool_container("streamworker-s1-abc-a1", created, NOW, 300)
