@@ -118,7 +118,8 @@ def test_heap_rules_size_the_heap_by_the_run(lang: Language) -> None:
 
 def test_managed_runtimes_have_heap_rules() -> None:
     managed = {"java", "kotlin", "scala", "clojure", "groovy", "csharp", "javascript"}
-    assert managed | {"typescript"} <= {lang.id for lang in LANGS if lang.oom_stderr}
+    others = {"typescript", "php", "commonlisp", "pypy"}
+    assert managed | others <= {lang.id for lang in LANGS if lang.oom_stderr}
 
 
 def test_an_invalid_heap_rule_is_refused(tmp_path: Path) -> None:
