@@ -86,11 +86,19 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result["status"] == "accepted" else 1
 
 
-def cmd_images_build(settings: Settings, args: argparse.Namespace) -> int:
-    from streamworker.images.builder import build_images
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
+
+def cmd_images_build(settings: Settings, args: argparse.Namespace) -> int:
+    from streamworker.images.builder import BUILD_CONCURRENCY, build_images
+
+    jobs = args.jobs or BUILD_CONCURRENCY
     outcomes = asyncio.run(
-        build_images(args.languages or None, settings=settings, force=args.force)
+        build_images(args.languages or None, settings=settings, force=args.force, jobs=jobs)
     )
     failed = [o for o in outcomes if not o.ok]
     return 1 if failed else 0
@@ -232,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     build = images_sub.add_parser("build", help="build missing or changed runtime images")
     build.add_argument("languages", nargs="*")
     build.add_argument("--force", action="store_true")
+    build.add_argument(
+        "--jobs", type=_positive_int, default=None, help="images bootstrapped at once (default 2)"
+    )
     build.set_defaults(func=cmd_images_build)
 
     languages = sub.add_parser("languages", help="list languages, versions and image status")

@@ -244,7 +244,8 @@ async def judge(
                 await session.restrict(limits.memory_mb, limits.processes)
         cases = submission.test_cases or (None,)
         runs: list[RunResult] = []
-        argv = [*expand(language.run, entrypoint), *submission.args]
+        heap_mb = language.heap_mb(limits.memory_mb)
+        argv = [*expand(language.run, entrypoint, heap_mb), *submission.args]
         run_limits = helper_limits(limits)
         for index, case in enumerate(cases):
             stdin = case.stdin_bytes if case else submission.stdin_bytes
@@ -260,6 +261,7 @@ async def judge(
                     expected_output=expected,
                     compare=submission.compare,
                     keep_bytes=keep,
+                    oom_stderr=language.oom_stderr,
                 )
             )
             if raw.kind is not None and raw.kind.ends_container:

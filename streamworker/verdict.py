@@ -6,7 +6,9 @@ Also the one place where our typed errors map to contract statuses.
 from __future__ import annotations
 
 import base64
+import re
 import signal as signals
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamworker.contract import Compare, RunResult, Status
@@ -85,8 +87,25 @@ def decode_output(data: bytes, keep_bytes: int) -> KeptOutput:
         return KeptOutput(text, base64.b64encode(kept).decode("ascii"), len(kept) < len(data))
 
 
-def run_status(raw: RawRun, limits: RunLimits) -> tuple[Status, str | None]:
-    """The status of one run before output comparison, and a signal name if any."""
+def heap_exhausted(stderr: bytes, oom_stderr: Sequence[str]) -> bool:
+    """Whether a failed run's stderr shows its runtime's own out-of-memory error.
+
+    A managed runtime (a JVM, Node, Mono) whose heap limit follows the submission's
+    memory limit fails with an error of its own before the kernel's OOM killer acts; the
+    registry names that error (`Language.oom_stderr`). A program could print it itself:
+    it then only gets the verdict it asked for.
+    """
+    if not oom_stderr:
+        return False
+    text = stderr.decode("utf-8", "replace")
+    return any(re.search(pattern, text) for pattern in oom_stderr)
+
+
+def run_status(
+    raw: RawRun, limits: RunLimits, oom_stderr: Sequence[str] = ()
+) -> tuple[Status, str | None]:
+    """The status of one run before output comparison, and a signal name if any;
+    `oom_stderr` is the language's heap-exhaustion rule (see `heap_exhausted`)."""
     report = raw.report
     if report is None:
         # No figures to judge by: the typed reason decides (unknown: the program's fault).
@@ -113,6 +132,8 @@ def run_status(raw: RawRun, limits: RunLimits) -> tuple[Status, str | None]:
     if oom_killed or over_memory:
         return Status.MEMORY_LIMIT_EXCEEDED, sig
     if sig is not None or report.exit_code != 0:
+        if heap_exhausted(raw.stderr, oom_stderr):
+            return Status.MEMORY_LIMIT_EXCEEDED, sig
         return Status.RUNTIME_ERROR, sig
     return Status.ACCEPTED, None
 
@@ -125,9 +146,10 @@ def run_result(
     expected_output: str | None,
     compare: Compare,
     keep_bytes: int,
+    oom_stderr: Sequence[str] = (),
 ) -> RunResult:
     """A contract run object: status, outputs (cut to `keep_bytes` each) and figures."""
-    status, sig = run_status(raw, limits)
+    status, sig = run_status(raw, limits, oom_stderr)
     report = raw.report
     full_stdout = raw.stdout.decode("utf-8", "replace")
     if (

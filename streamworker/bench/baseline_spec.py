@@ -23,13 +23,14 @@ SOURCE_ENV = "SRC"
 READABLE_LOGS = {"Type": "json-file", "Config": {}}
 
 
-def shell_script(language: Language) -> str:
-    """`sh -c` script: write `$SRC` to the source file (root is read-only), compile, exec."""
+def shell_script(language: Language, memory_mb: int) -> str:
+    """`sh -c` script: write `$SRC` to the source file (root is read-only), compile, exec
+    (under `memory_mb`, which sizes a managed runtime's heap as the worker does)."""
     entry = language.source_file
     steps = [f'printf %s "${SOURCE_ENV}" > {shlex.quote(entry)}']
     if language.compile is not None:
         steps.append(shlex.join(expand(language.compile, entry)))
-    steps.append("exec " + shlex.join(expand(language.run, entry)))
+    steps.append("exec " + shlex.join(expand(language.run, entry, language.heap_mb(memory_mb))))
     return " && ".join(steps)
 
 
@@ -45,7 +46,7 @@ def baseline_config(
     env = sandbox_env(language.env)
     env[SOURCE_ENV] = program.source
     config = copy.deepcopy(container_config(image, policy, labels, env))
-    config["Cmd"] = ["sh", "-c", shell_script(language)]
+    config["Cmd"] = ["sh", "-c", shell_script(language, policy.memory_mb)]
     if readable_logs:
         config["HostConfig"]["LogConfig"] = dict(READABLE_LOGS)
     return config

@@ -161,8 +161,8 @@ class BaselineC:
         self.ctx = ctx
         self._tools: dict[str, str] = {}
 
-    def _argv(self, template: tuple[str, ...], entry: str) -> list[str]:
-        argv = expand(template, entry)
+    def _argv(self, template: tuple[str, ...], entry: str, heap_mb: int | None = None) -> list[str]:
+        argv = expand(template, entry, heap_mb)
         if argv[0] not in self._tools:
             self._tools[argv[0]] = real_executable(argv[0])
         return [self._tools[argv[0]], *argv[1:]]
@@ -189,8 +189,9 @@ class BaselineC:
             _write(Path(work, entry), program.source)
             if language.compile is not None:
                 await _communicate(self._argv(language.compile, entry), env, work)
-            run = expand(language.run, entry)
-            argv = run if run[0].startswith("./") else self._argv(language.run, entry)
+            heap_mb = language.heap_mb(self.ctx.policies[program.key].memory_mb)
+            run = expand(language.run, entry, heap_mb)
+            argv = run if run[0].startswith("./") else self._argv(language.run, entry, heap_mb)
             _, out = await _communicate(argv, env, work)
         check_output(program, out, self.name)
 

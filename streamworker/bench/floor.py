@@ -53,7 +53,7 @@ class ExecFloor:
         language = self.ctx.language(program)
         # A fresh directory per run: earlier runs' files must not be reused.
         script = f"mkdir {shlex.quote(run_id)} && cd {shlex.quote(run_id)} && " + shell_script(
-            language
+            language, self.ctx.policies[program.key].memory_mb
         )
         env = sandbox_env(language.env)
         env[SOURCE_ENV] = program.source

@@ -47,7 +47,9 @@ from streamworker.sandbox.connection import DockerClient
 from streamworker.sandbox.helper import build_helper, helper_source_hash
 from streamworker.settings import Settings
 
-BUILD_CONCURRENCY = 2  # two mmdebstraps saturate 2 cores; more only adds contention
+BUILD_CONCURRENCY = 2
+"""Images bootstrapped at once by default (`--jobs`): two mmdebstraps saturate 2 cores;
+more only adds contention there, a bigger machine may pass more."""
 Progress = Callable[[str], None]
 
 log = logging.getLogger(__name__)
@@ -126,12 +128,14 @@ async def build_images(
     settings: Settings,
     force: bool = False,
     progress: Progress = print,
+    jobs: int = BUILD_CONCURRENCY,
 ) -> list[BuildOutcome]:
-    """Build the images of `lang_ids` (default: all) that are missing or out of date."""
+    """Build the images of `lang_ids` (default: all) that are missing or out of date,
+    `jobs` at a time."""
     langs = [get_language(i) for i in lang_ids] if lang_ids else list(load_registry().values())
     plan = await asyncio.to_thread(_prepare, settings, force, progress)
     started = time.monotonic()
-    gate = asyncio.Semaphore(BUILD_CONCURRENCY)
+    gate = asyncio.Semaphore(max(1, jobs))
     async with connected(settings) as docker:
 
         async def one(lang: Language) -> BuildOutcome:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ class Language:
     """One runtime: how to build its image and how to compile and run a program in it.
 
     Commands are argv lists; `{entrypoint}` is the main file's path relative to the
-    work dir, `{stem}` the same without its extension (e.g. a Java class name).
+    work dir, `{stem}` the same without its extension (e.g. a Java class name), and
+    `{heap_mb}` the managed heap a run may use (`heap_mb`), so that a runtime's own heap
+    limit follows the submission's memory limit instead of its built-in default.
     """
 
     id: str
@@ -49,10 +52,20 @@ class Language:
     piston: str = ""
     """Piston v2's name for it ("" = the id); `piston_aliases` are its other names."""
     piston_aliases: tuple[str, ...] = ()
+    oom_stderr: tuple[str, ...] = ()
+    """Regexes: a failed run whose stderr matches one ran out of its runtime's heap
+    (`java.lang.OutOfMemoryError`), which is `memory_limit_exceeded`, not a runtime error."""
+    heap_reserve_mb: int = 0
+    """Memory kept outside the managed heap (code, metadata, stacks): see `heap_mb`."""
 
     @property
     def compiled(self) -> bool:
         return self.compile is not None
+
+    def heap_mb(self, memory_mb: int) -> int:
+        """The `{heap_mb}` of a run limited to `memory_mb`: all but the reserve, and at
+        least a quarter (a JVM's own default), so that a small limit still starts."""
+        return max(memory_mb // 4, memory_mb - self.heap_reserve_mb, 1)
 
     def recipe_hash(self) -> str:
         """Hash of everything that goes into the image; a change means a rebuild."""
@@ -94,6 +107,8 @@ def _language(lang_id: str, raw: Mapping[str, Any]) -> Language:
         judge0_ids=tuple(int(i) for i in raw.get("judge0_ids", ())),
         piston=str(raw.get("piston", "")) or lang_id,
         piston_aliases=tuple(str(a) for a in raw.get("piston_aliases", ())),
+        oom_stderr=tuple(re.compile(str(r)).pattern for r in raw.get("oom_stderr", ())),
+        heap_reserve_mb=int(raw.get("heap_reserve_mb", 0)),
     )
 
 
@@ -113,7 +128,10 @@ def get_language(lang_id: str, path: Path = REGISTRY_PATH) -> Language:
         raise UnknownLanguage(f"unknown language {lang_id!r}; known: {known}") from None
 
 
-def expand(cmd: tuple[str, ...], entrypoint: str) -> list[str]:
-    """Fill `{entrypoint}` and `{stem}` into a command template."""
+def expand(cmd: tuple[str, ...], entrypoint: str, heap_mb: int | None = None) -> list[str]:
+    """Fill `{entrypoint}`, `{stem}` and (for a run) `{heap_mb}` into a command template."""
     stem = entrypoint.rsplit(".", 1)[0] if "." in Path(entrypoint).name else entrypoint
-    return [part.replace("{entrypoint}", entrypoint).replace("{stem}", stem) for part in cmd]
+    argv = [part.replace("{entrypoint}", entrypoint).replace("{stem}", stem) for part in cmd]
+    if heap_mb is not None:
+        argv = [part.replace("{heap_mb}", str(heap_mb)) for part in argv]
+    return argv

@@ -1,7 +1,8 @@
 """The conformance suite: every registered language's sample cases through the real sandbox.
 
 The cases are data (`streamworker/languages/conformance/<id>.toml`); adding a language
-adds its cases here without code.
+adds its cases here without code. A case may carry `limits` (the submission's), e.g. a
+longer wall time for a heap that has to fill up on a busy machine.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ async def test_conformance(
     fields: dict[str, Any] = {"source": case["source"], "stdin": case.get("stdin", "")}
     if "expected_output" in case:
         fields["expected_output"] = case["expected_output"]
+    if "limits" in case:
+        fields["limits"] = case["limits"]
     sid, verdict = await sandbox_runner.run(language=language, **fields)
     detail = (verdict.message, verdict.compile, verdict.runs)
     assert verdict.status is Status(case["expected_status"]), detail
@@ -45,4 +48,8 @@ async def test_conformance(
         assert verdict.compile is not None and verdict.runs == ()
     else:
         assert len(verdict.runs) == 1
+    if verdict.status is Status.MEMORY_LIMIT_EXCEEDED:
+        # Honest figures: the heap, which follows the limit, was really filled.
+        run = verdict.runs[0]
+        assert run.memory_kb is not None and run.memory_kb > 100 * 1024, run
     assert await sandbox_runner.leftovers(sid) == []

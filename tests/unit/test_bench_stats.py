@@ -190,13 +190,13 @@ def test_policy_is_the_one_judge_asks_for() -> None:
 
 
 def test_shell_script_writes_compiles_and_execs() -> None:
-    assert shell_script(get_language("python")) == (
+    assert shell_script(get_language("python"), 256) == (
         'printf %s "$SRC" > main.py && exec python3 main.py'
     )
-    java = shell_script(get_language("java"))
+    java = shell_script(get_language("java"), 512)
     assert java.startswith('printf %s "$SRC" > Main.java && javac ')
-    assert java.endswith("&& exec java -XX:+UseSerialGC -XX:-UsePerfData -cp . Main")
-    assert " && gcc -O2 " in shell_script(get_language("c"))
+    assert java.endswith("&& exec java -Xmx384m -XX:+UseSerialGC -XX:-UsePerfData -cp . Main")
+    assert " && gcc -O2 " in shell_script(get_language("c"), 256)
 
 
 def _config(readable_logs: bool) -> dict[str, object]:

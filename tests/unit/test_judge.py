@@ -19,7 +19,7 @@ from streamworker.judge import (
     program_files,
     run_limits_for,
 )
-from streamworker.languages.registry import load_registry
+from streamworker.languages.registry import Language, load_registry
 from streamworker.limits import COMPILE_LIMITS, DEFAULT_LIMITS, RunLimits
 from streamworker.sandbox.failure import FailureKind
 from streamworker.sandbox.protocol import RawRun
@@ -537,6 +537,44 @@ class TestSizeChecks:
         sub = submission(test_cases=cases(("1", None), ("2", None)))
         verdict = await judge(sub, fakes.interpreted, settings, sandbox)
         assert len(verdict.runs) == 2
+
+
+# ------------------------------------------------------------------- managed heaps
+
+
+class TestManagedHeap:
+    """A language's heap follows each run's memory limit; its OOM error is MLE."""
+
+    MANAGED = Language(
+        id="fakevm",
+        name="Fake VM",
+        packages=(),
+        source_file="main.fv",
+        run=("fakevm", "-Xmx{heap_mb}m", "{entrypoint}"),
+        oom_stderr=("FakeHeapError: heap space",),
+        heap_reserve_mb=100,
+    )
+
+    async def test_the_heap_follows_the_submissions_memory_limit(
+        self, settings: Settings, sandbox: Any
+    ) -> None:
+        await judge(submission(limits={"memory_mb": 600}), self.MANAGED, settings, sandbox)
+        assert sandbox.calls[0].argv == ["fakevm", "-Xmx500m", "main.fv"]
+        await judge(submission(), self.MANAGED, settings, sandbox)
+        default = DEFAULT_LIMITS.memory_mb - 100
+        assert sandbox.calls[1].argv == ["fakevm", f"-Xmx{default}m", "main.fv"]
+
+    async def test_the_runtimes_oom_error_is_mle(self, settings: Settings, fakes: Any) -> None:
+        def responder(call: Any, index: int) -> Any:
+            return fakes.make_raw(stderr=b"FakeHeapError: heap space\n", exit_code=1)
+
+        sandbox = fakes.FakeSandbox(responder=responder)
+        verdict = await judge(submission(), self.MANAGED, settings, sandbox)
+        assert verdict.status is Status.MEMORY_LIMIT_EXCEEDED
+        assert verdict.runs[0].exit_code == 1
+        plain = dataclasses.replace(self.MANAGED, oom_stderr=())
+        verdict = await judge(submission(), plain, settings, sandbox)
+        assert verdict.status is Status.RUNTIME_ERROR
 
 
 @pytest.mark.parametrize(

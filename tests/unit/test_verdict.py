@@ -27,6 +27,7 @@ from streamworker.verdict import (
     OOM_SLACK,
     KeptOutput,
     decode_output,
+    heap_exhausted,
     outputs_match,
     run_result,
     run_status,
@@ -294,6 +295,61 @@ class TestRunStatus:
 
     def test_clean_exit_is_accepted(self) -> None:
         assert run_status(raw(), LIMITS) == (Status.ACCEPTED, None)
+
+
+JVM_OOM = ("java\\.lang\\.OutOfMemoryError: (Java heap space|GC overhead limit exceeded)",)
+JVM_HEAP_FULL = b'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space\n'
+
+
+class TestHeapExhausted:
+    """A managed runtime's own out-of-memory error, named by the registry, is MLE."""
+
+    def test_a_failed_run_with_the_runtimes_oom_error_is_mle(self) -> None:
+        failed = raw(stderr=JVM_HEAP_FULL, exit_code=1)
+        assert run_status(failed, LIMITS, JVM_OOM) == (Status.MEMORY_LIMIT_EXCEEDED, None)
+        assert heap_exhausted(JVM_HEAP_FULL, JVM_OOM)
+
+    def test_a_runtime_aborting_on_its_heap_limit_keeps_its_signal(self) -> None:
+        node = (
+            b"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n"
+        )
+        aborted = raw(stderr=node, signal=signals.SIGABRT, exit_code=None)
+        rule = ("JavaScript heap out of memory",)
+        assert run_status(aborted, LIMITS, rule) == (Status.MEMORY_LIMIT_EXCEEDED, "SIGABRT")
+
+    def test_without_the_rule_it_stays_a_runtime_error(self) -> None:
+        failed = raw(stderr=JVM_HEAP_FULL, exit_code=1)
+        assert run_status(failed, LIMITS) == (Status.RUNTIME_ERROR, None)
+
+    def test_a_successful_run_is_not_judged_by_its_stderr(self) -> None:
+        assert run_status(raw(stderr=JVM_HEAP_FULL), LIMITS, JVM_OOM) == (Status.ACCEPTED, None)
+
+    def test_other_errors_and_other_oom_kinds_stay_runtime_errors(self) -> None:
+        threads = b"java.lang.OutOfMemoryError: unable to create native thread\n"
+        for stderr in (b"java.lang.RuntimeException: boom\n", threads, b""):
+            failed = raw(stderr=stderr, exit_code=1)
+            assert run_status(failed, LIMITS, JVM_OOM) == (Status.RUNTIME_ERROR, None)
+
+    def test_tle_still_wins(self) -> None:
+        late = raw(stderr=JVM_HEAP_FULL, exit_code=1, timed_out=True)
+        assert run_status(late, LIMITS, JVM_OOM)[0] is Status.TIME_LIMIT_EXCEEDED
+
+    def test_undecodable_stderr_is_searched_as_text(self) -> None:
+        assert heap_exhausted(b"\xff\xfe" + JVM_HEAP_FULL, JVM_OOM)
+        assert not heap_exhausted(b"\xff\xfe", JVM_OOM)
+
+    def test_run_result_passes_the_rule_on(self) -> None:
+        result = run_result(
+            raw(stderr=JVM_HEAP_FULL, exit_code=1),
+            LIMITS,
+            test_case_id=None,
+            expected_output="x\n",
+            compare=TW,
+            keep_bytes=1024,
+            oom_stderr=JVM_OOM,
+        )
+        assert result.status is Status.MEMORY_LIMIT_EXCEEDED
+        assert result.exit_code == 1 and result.stderr == JVM_HEAP_FULL.decode()
 
 
 # ----------------------------------------------------------------------------- run_result
