@@ -162,8 +162,8 @@ class AuditWriter:
         try:
             async with asyncio.timeout(timeout_s):
                 await self._queue.join()
-                while self.last_error is None and await self.store.project_pending(self.max_batch):
-                    pass
+                if self.last_error is None:
+                    await self._project_all()
         except TimeoutError:
             return False
         except Exception as exc:  # the projector's catch-up at the next start covers it
@@ -187,8 +187,7 @@ class AuditWriter:
             await self._project_soon.wait()
             self._project_soon.clear()
             try:
-                while await self.store.project_pending(self.max_batch):
-                    pass
+                await self._project_all()
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -199,6 +198,13 @@ class AuditWriter:
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self.max_backoff_s)
                 self._project_soon.set()
+
+    async def _project_all(self) -> int:
+        """Project every marked submission, a batch at a time; how many there were."""
+        total = 0
+        while projected := await self.store.project_pending(self.max_batch):
+            total += projected
+        return total
 
     async def _project_singly(self) -> None:
         try:

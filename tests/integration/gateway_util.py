@@ -3,6 +3,7 @@ loopback port, on the same isolated topics and database as a test worker."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -84,11 +85,9 @@ def start_gateway(tmp_path: Path) -> Iterator[Any]:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {process.returncode}\n{handle.log()}")
-            try:
+            with contextlib.suppress(OSError):  # not listening yet
                 if http("GET", f"{handle.url}/health", timeout_s=2)[0] == 200:
                     return handle
-            except OSError:
-                pass
             time.sleep(0.3)
         raise TimeoutError(f"gateway did not answer\n{handle.log()}")
 
