@@ -4,6 +4,7 @@ replica answers for a token another one issued."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,25 +59,10 @@ class GatewayStore:
 
     async def add(self, tokens: Sequence[Token]) -> None:
         """Insert all or none; a reused Idempotency-Key raises `IdempotencyConflict`."""
-        rows = [
-            GatewaySubmission(
-                token=t.token,
-                tenant=t.tenant,
-                submission_id=t.submission_id,
-                case_index=t.case_index,
-                api=t.api,
-                idempotency_key=t.idempotency_key,
-                created_at=t.created_at,
-                request=dict(t.request),
-            )
-            for t in tokens
-        ]
+        rows = [{**dataclasses.asdict(t), "request": dict(t.request)} for t in tokens]
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    insert(GatewaySubmission),
-                    [_row_dict(r) for r in rows],
-                )
+                await conn.execute(insert(GatewaySubmission), rows)
         except IntegrityError:
             key = tokens[0].idempotency_key if tokens else None
             if key is None:
@@ -152,18 +138,6 @@ class GatewayStore:
         }
 
 
-def _row_dict(row: GatewaySubmission) -> dict[str, Any]:
-    return {column.key: getattr(row, column.key) for column in GatewaySubmission.__mapper__.columns}
-
-
 def _token(row: Any) -> Token:
-    return Token(
-        token=row.token,
-        tenant=row.tenant,
-        submission_id=row.submission_id,
-        case_index=row.case_index,
-        api=row.api,
-        created_at=row.created_at,
-        request=row.request,
-        idempotency_key=row.idempotency_key,
-    )
+    """A row of `gateway_submissions`: its columns are `Token`'s fields."""
+    return Token(**row._mapping)
