@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streamworker import kafka_security
 from streamworker.audit.store import AuditStore
-from streamworker.client import topic_partitions
+from streamworker.client import assign_at_end
 from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings_file import load_layered_settings
 
@@ -68,11 +68,7 @@ async def main() -> int:
         **aiokafka_kwargs(settings), isolation_level="read_committed", enable_auto_commit=False
     )
     await kafka_security.start(settings, consumer)
-    partitions = await topic_partitions(consumer, settings.topics.results)
-    consumer.assign(partitions)
-    await consumer.seek_to_end(*partitions)
-    for tp in partitions:  # pin "the end" before our sends
-        await consumer.position(tp)
+    await assign_at_end(consumer, settings.topics.results)
     producer = AIOKafkaProducer(**aiokafka_kwargs(settings), acks="all")
     await kafka_security.start(settings, producer)
     began = time.monotonic()

@@ -51,11 +51,7 @@ async def submit_and_wait(
     producer = AIOKafkaProducer(**aiokafka_kwargs(settings), acks="all")
     try:  # stopped even when a start fails (Kafka unreachable): no "Unclosed" noise
         await kafka_security.start(settings, consumer, producer)
-        partitions = await topic_partitions(consumer, settings.topics.results)
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:  # resolve the end offsets now, before we produce
-            await consumer.position(tp)
+        await assign_at_end(consumer, settings.topics.results)
         await producer.send_and_wait(
             settings.topics.submissions, json.dumps(event).encode(), key=sid.encode()
         )
@@ -68,6 +64,17 @@ async def submit_and_wait(
         await producer.stop()
         await consumer.stop()
     raise TimeoutError(f"no result for {sid} within {timeout_s}s")
+
+
+async def assign_at_end(consumer: AIOKafkaConsumer, topic: str) -> None:
+    """Assign every partition of `topic`, positioned at its end *now*: what is produced
+    after this returns is read, nothing before it is (resolving the positions lazily
+    would let a fast result slip before the end is known)."""
+    partitions = await topic_partitions(consumer, topic)
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        await consumer.position(tp)
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streamworker import kafka_security
 from streamworker.bench.policy import submission_event
 from streamworker.bench.programs import Program
-from streamworker.client import topic_partitions
+from streamworker.client import assign_at_end
 from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings import Settings
 
@@ -55,11 +55,7 @@ class KafkaDriver:
 
     async def start(self) -> None:
         await kafka_security.start(self.settings, self.consumer, self.producer)
-        partitions = await topic_partitions(self.consumer, self.settings.topics.results)
-        self.consumer.assign(partitions)
-        await self.consumer.seek_to_end(*partitions)
-        for tp in partitions:  # resolve the end offsets now, before anything is produced
-            await self.consumer.position(tp)
+        await assign_at_end(self.consumer, self.settings.topics.results)
         self._reader = asyncio.create_task(self._read(), name="bench-results-reader")
 
     async def stop(self) -> None:

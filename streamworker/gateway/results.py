@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from streamworker import kafka_security
-from streamworker.client import topic_partitions
+from streamworker.client import assign_at_end
 from streamworker.kafka_security import aiokafka_kwargs
 from streamworker.settings import Settings
 
@@ -54,11 +54,7 @@ class ResultsHub:
         )
         try:
             await kafka_security.start(self.settings, consumer)
-            partitions = await topic_partitions(consumer, self.settings.topics.results)
-            consumer.assign(partitions)
-            await consumer.seek_to_end(*partitions)
-            for tp in partitions:  # pin "the end" now: later results are ours to see
-                await consumer.position(tp)
+            await assign_at_end(consumer, self.settings.topics.results)
         except BaseException:
             await consumer.stop()
             raise
