@@ -86,6 +86,9 @@ class GatewaySettings:
     """Where a callback goes after its last try failed (the body, token and error)."""
 
 
+EVENT_LOOPS = ("asyncio", "uvloop")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the contract's values as defaults."""
@@ -94,6 +97,8 @@ class Settings:
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     app_id: str = "streamworker"
     processing_guarantee: str = "exactly_once"
+    event_loop: str = "asyncio"
+    """The worker's event loop: `asyncio`, or `uvloop` (benchmarked in docs/benchmarks.md)."""
     topics: Topics = field(default_factory=Topics)
     database_url: str = ""
     data_dir: Path = Path(".state")
@@ -317,6 +322,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             ("at_least_once", "exactly_once"),
             Settings.processing_guarantee,
         ),
+        event_loop=_choice(env, "STREAMWORKER_EVENT_LOOP", EVENT_LOOPS, Settings.event_loop),
         topics=topics,
         database_url=_get(env, "STREAMWORKER_DATABASE_URL") or "",
         data_dir=Path(_get(env, "STREAMWORKER_DATA_DIR") or ".state"),

@@ -1,5 +1,6 @@
 """A flame graph of the worker under load: py-spy attached to the bench worker for the
-first saturation burst (`streamworker bench --profile docs/worker-flamegraph.svg`).
+first saturation burst (`streamworker bench --profile docs/worker-flamegraph.svg`; a
+`.txt` path gets collapsed stacks instead, a `.json` path speedscope's format).
 
 Sampling from outside the process, so the worker runs unmodified; py-spy writes the SVG
 when it is interrupted at the end of the burst."""
@@ -18,6 +19,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SAMPLES_PER_S = 250
+FORMATS = {".svg": "flamegraph", ".json": "speedscope", ".txt": "raw"}
+"""py-spy's output format by the file's suffix; raw is collapsed stacks, one per line."""
 
 
 def py_spy() -> str | None:
@@ -37,7 +40,7 @@ async def recording(pid: int, svg: Path | None) -> AsyncIterator[None]:
     svg.parent.mkdir(parents=True, exist_ok=True)
     proc = await asyncio.create_subprocess_exec(
         binary, "record", "--pid", str(pid), "--rate", str(SAMPLES_PER_S),
-        "--format", "flamegraph", "--output", str(svg), "--nonblocking",
+        "--format", FORMATS.get(svg.suffix, "flamegraph"), "--output", str(svg), "--nonblocking",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     await asyncio.sleep(1.0)  # attached before the load starts

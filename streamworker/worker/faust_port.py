@@ -7,11 +7,12 @@ transaction that can take no more output `TransactionBroken`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.errors import IllegalOperation, KafkaError, MessageSizeTooLargeError
 from faust.exceptions import ProducerSendError
+from faust.transport.consumer import Consumer
 from faust.types import TableT, TopicT
 
 from streamworker.errors import OutputRejected, TransactionBroken
@@ -83,7 +84,13 @@ class FaustPort:
         )
 
     async def commit(self) -> None:
-        await self._app.consumer.commit()
+        consumer = cast(Consumer, self._app.consumer)
+        # Faust's commit() returns without committing when another commit (its interval
+        # commit) is running: that one took its offsets before our acks, which would then
+        # wait for the next interval. Wait it out, then commit ours.
+        while await consumer.maybe_wait_for_commit_to_finish():
+            pass
+        await consumer.commit()
 
     async def ack(self, token: AckToken) -> None:
         stream, event = token

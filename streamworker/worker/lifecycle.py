@@ -38,6 +38,10 @@ class GracefulWorker(faust.Worker):
 
     def __init__(self, app: faust.App, runtime: WorkerRuntime, grace_s: float, **kw: Any):
         super().__init__(app, **kw)
+        # Faust's terminal spinner, at a log level of WARNING or above, sets the root
+        # logger to DEBUG and filters in its handlers: every library's debug call then
+        # builds a record nobody prints (~5 % of the worker's CPU under load).
+        self.spinner = None
         self._runtime = runtime
         self._grace_s = grace_s
         self._draining = False
@@ -86,6 +90,7 @@ class GracefulWorker(faust.Worker):
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker until SIGTERM/SIGINT (blocking)."""
+    use_event_loop(settings.event_loop)
     partitions = asyncio.run(ensure_topics(settings))
     budget = asyncio.run(message_budget(settings, PRODUCER_MAX_REQUEST_BYTES))
     app, runtime = create_app(settings, partitions, budget)
@@ -100,6 +105,16 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             restarts.request(f"a commit found its producer fenced: {app.crash_reason!r}")
         if restarts.reason is not None:
             restart_in_place()
+
+
+def use_event_loop(name: str) -> None:
+    """Install the event loop policy before any loop exists (`STREAMWORKER_EVENT_LOOP`)."""
+    if name == "uvloop":
+        import uvloop  # only when asked for: an optional speed-up, not a requirement
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(None)
 
 
 def restart_in_place() -> NoReturn:
