@@ -58,6 +58,10 @@ PG_DB=streamworker
 PG_USER=streamworker
 PG_PASSWORD=streamworker
 PG_URL="postgresql://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB"
+# What the stack's worker, gateway and CLI use. Loopback only, so no TLS: asyncpg would
+# otherwise negotiate it ("prefer"), and encrypting every audit write to 127.0.0.1 cost
+# the worker ~15 % of its CPU under load (docs/benchmarks.md).
+PG_APP_URL="postgresql+asyncpg://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB?sslmode=disable"
 # up-postgres-tls: our CA's certificate for the cluster (the CA stays under .state/).
 PG_TLS_DIR="$STATE/postgres-tls"
 PG_TLS_INSTALLED="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/streamworker-tls"
@@ -665,7 +669,7 @@ up_worker() {
     (
       cd "$ROOT"
       # The stack's worker uses the stack's database unless told otherwise.
-      export STREAMWORKER_DATABASE_URL="${STREAMWORKER_DATABASE_URL:-postgresql+asyncpg://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB}"
+      export STREAMWORKER_DATABASE_URL="${STREAMWORKER_DATABASE_URL:-$PG_APP_URL}"
       say "worker: applying database migrations"
       if ! "$WORKER_BIN" db upgrade >>"$LOGS/worker.log" 2>&1 </dev/null; then
         tail_log "$LOGS/worker.log"
@@ -733,7 +737,7 @@ up_gateway() {
     [[ -x $WORKER_BIN ]] || die "gateway: $WORKER_BIN not found; install the package into .venv first"
     (
       cd "$ROOT"
-      export STREAMWORKER_DATABASE_URL="${STREAMWORKER_DATABASE_URL:-postgresql+asyncpg://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB}"
+      export STREAMWORKER_DATABASE_URL="${STREAMWORKER_DATABASE_URL:-$PG_APP_URL}"
       say "gateway: starting (log: ${LOGS#"$ROOT"/}/gateway.log)"
       spawn "$GATEWAY_PIDFILE" "$LOGS/gateway.log" "$WORKER_BIN" gateway
     )
@@ -787,7 +791,7 @@ write_settings_file() {
   cat >"$tmp" <<EOF
 # Written by dev/stack.sh up: the local stack, for the streamworker CLI.
 # Flags > environment > this file > built-in defaults (docs/configuration.md).
-STREAMWORKER_DATABASE_URL=postgresql+asyncpg://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB
+STREAMWORKER_DATABASE_URL=$PG_APP_URL
 STREAMWORKER_KAFKA_BOOTSTRAP=$KAFKA_HOST:$KAFKA_PORT
 EOF
   chmod 600 "$tmp"

@@ -113,4 +113,8 @@ def create_engine(url: str | URL) -> AsyncEngine:
     if tls is not None:
         connect_args["ssl"] = tls
         parsed = parsed.difference_update_query([*TLS_PARAMETERS, "ssl"])
-    return create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    # No pre-ping: it is a round trip before every transaction, paid on the hot path. A
+    # connection that died with the server fails its statement instead, the pool is
+    # invalidated, and every caller already retries or treats the answer as unknown (the
+    # writer's outage handling; tests/integration/test_faults.py restarts PostgreSQL).
+    return create_async_engine(parsed, pool_pre_ping=False, connect_args=connect_args)

@@ -39,6 +39,13 @@ from streamworker.audit.store import AuditRecord, AuditStore
 
 log = logging.getLogger(__name__)
 
+PROJECT_DELAY_S = 0.1
+"""How long the projector lets marks gather before projecting them. A submission's
+`received`/`started` and `finished` appends usually fall in one window, and so do the
+submissions of a burst: one projection transaction serves them all instead of two per
+submission (the projector's share of the worker's CPU, docs/benchmarks.md). `executions`
+trails the log by about this much more; nothing reads the projection to decide."""
+
 
 @dataclass(eq=False)
 class _Queued:
@@ -58,8 +65,10 @@ class AuditWriter:
         lookup_timeout_s: float = 2.0,
         max_batch: int = 200,
         lag_degraded_s: float = DEFAULT_LAG_DEGRADED_S,
+        project_delay_s: float = PROJECT_DELAY_S,
     ) -> None:
         self.store = store
+        self.project_delay_s = project_delay_s
         self.max_batch = max_batch
         self.max_backoff_s = max_backoff_s
         self.lookup_timeout_s = lookup_timeout_s
@@ -185,6 +194,7 @@ class AuditWriter:
         backoff = 0.1
         while True:
             await self._project_soon.wait()
+            await asyncio.sleep(self.project_delay_s)  # let more marks join this batch
             self._project_soon.clear()
             try:
                 await self._project_all()
@@ -202,9 +212,13 @@ class AuditWriter:
     async def _project_all(self) -> int:
         """Project every marked submission, a batch at a time; how many there were."""
         total = 0
-        while projected := await self.store.project_pending(self.max_batch):
+        while True:
+            projected = await self.store.project_pending(self.max_batch)
             total += projected
-        return total
+            # A short batch took every mark there was (or every one not locked by another
+            # worker's projector): asking again would cost an empty transaction.
+            if projected < self.max_batch:
+                return total
 
     async def _project_singly(self) -> None:
         try:

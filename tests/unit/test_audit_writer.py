@@ -336,3 +336,36 @@ async def test_projection_follows_the_append_and_isolates_a_failing_submission()
     assert "bad" in store.deferred  # at the back, still marked
     assert "bad" not in store.projected
     await writer.stop()
+
+
+async def test_appends_within_the_projection_window_share_one_projection() -> None:
+    """Three separate appends (three settles) inside the window: one projection
+    transaction, not one per append (and none to find that nothing is left)."""
+
+    class CountingStore(FakeStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.projections: list[int] = []
+            self.calls = 0
+
+        async def project_pending(self, limit: int = 200, only: list[str] | None = None) -> int:
+            self.calls += 1
+            done = await super().project_pending(limit, only)
+            if done:
+                self.projections.append(done)
+            return done
+
+    store = CountingStore()
+    writer = AuditWriter(store, project_delay_s=0.3)  # type: ignore[arg-type]
+    writer.start()
+    for sid in ("a", "b", "c"):
+        writer.submit(Rec(sid))  # type: ignore[arg-type]
+        assert await writer.settle(sid, timeout_s=2.0) is True
+    assert len(store.batches) == 3 and store.projections == []
+    deadline = asyncio.get_running_loop().time() + 3.0
+    while not store.projections:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    assert store.projections == [3]
+    assert store.calls == 1  # a short batch ends the round: no empty transaction after it
+    await writer.stop()
