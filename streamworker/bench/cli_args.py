@@ -27,7 +27,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="3 iterations and small bursts (a smoke test)"
     )
     parser.add_argument(
-        "--iterations", type=int, help=f"measured runs per scenario and program ({full.iterations})"
+        "--iterations",
+        type=int,
+        help=f"measured runs per scenario and program, also e2e sequential ({full.iterations})",
     )
     parser.add_argument("--warmup", type=int, help=f"discarded rounds first ({full.warmup})")
     parser.add_argument(

@@ -210,7 +210,10 @@ async def run_e2e(
             raise
         finally:
             for worker in workers:
-                await worker.stop()
+                try:
+                    await worker.stop()
+                except Exception:  # still stop the others; the first error stays the one raised
+                    log.exception("stopping the %s bench worker failed", worker.event_loop)
     facts: dict[str, object] = {**workers[0].facts(), "judged_event_loop": judged}
     if len(workers) > 1:
         facts["workers"] = [worker.facts() for worker in workers]

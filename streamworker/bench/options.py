@@ -15,7 +15,7 @@ class BenchOptions:
     languages: tuple[str, ...] = ("python", "c", "java")
     kinds: tuple[str, ...] = ("hello", "cpu")
     iterations: int = 30
-    """Measured runs per in-process scenario per program."""
+    """Measured runs per in-process scenario per program, and per sequential e2e phase."""
     warmup: int = 3
     """Interleaved rounds run first and discarded (image cache, JIT, pool fill)."""
     e2e: bool = True
