@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from streamworker.bench.options import BenchOptions
+from streamworker.settings import EVENT_LOOPS
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -26,7 +27,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="3 iterations and small bursts (a smoke test)"
     )
     parser.add_argument(
-        "--iterations", type=int, help=f"measured runs per scenario and program ({full.iterations})"
+        "--iterations",
+        type=int,
+        help=f"measured runs per scenario and program, also e2e sequential ({full.iterations})",
     )
     parser.add_argument("--warmup", type=int, help=f"discarded rounds first ({full.warmup})")
     parser.add_argument(
@@ -53,6 +56,22 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offered-seconds", type=float, help=f"length of that phase ({full.offered_s:g} s)"
     )
+    parser.add_argument(
+        "--loops",
+        type=_csv,
+        help=f"event loops, one bench worker each, phases alternating ({','.join(EVENT_LOOPS)}; "
+        "default: the one STREAMWORKER_EVENT_LOOP selects)",
+    )
+
+
+def _loops(given: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The `--loops` asked for, in order, without repeats; an unknown one is an error."""
+    if not given:
+        return ()
+    unknown = [loop for loop in given if loop not in EVENT_LOOPS]
+    if unknown:
+        raise ValueError(f"--loops: unknown {', '.join(unknown)} (known: {', '.join(EVENT_LOOPS)})")
+    return tuple(dict.fromkeys(given))
 
 
 def options_from_args(args: argparse.Namespace, argv: Sequence[str]) -> BenchOptions:
@@ -66,6 +85,7 @@ def options_from_args(args: argparse.Namespace, argv: Sequence[str]) -> BenchOpt
         "burst": args.burst,
         "offered_rate_per_s": args.offered_rate,
         "offered_s": args.offered_seconds,
+        "loops": _loops(args.loops) or None,
     }
     changes = {key: value for key, value in given.items() if value is not None}
     for key in ("iterations", "burst"):

@@ -147,6 +147,21 @@ class KafkaDriver:
         """A single submission, waited for (warm-up)."""
         return await self.burst(program, 1, timeout_s)
 
+    async def sequential(self, program: Program, count: int, timeout_s: float) -> Phase:
+        """`count` submissions one at a time, each waited for before the next is sent.
+
+        Nothing queues, so the latency is the pipeline's own: what one caller submitting
+        and waiting sees, comparable with a `docker run --rm` per submission.
+        """
+        phase = Phase()
+        first = time.perf_counter()
+        for _ in range(count):
+            single = await self.one(program, timeout_s)
+            phase.latencies_s.extend(single.latencies_s)
+            phase.errors.extend(single.errors)
+        phase.elapsed_s = time.perf_counter() - first
+        return phase
+
 
 def _sid(program: Program) -> str:
     return f"bench-e2e-{program.key}-{uuid.uuid4().hex[:12]}"

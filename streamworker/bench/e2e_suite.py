@@ -1,37 +1,41 @@
-"""The end-to-end part: one real worker, and per program a parallel baseline B, a
-saturation burst, then a fixed offered load at half the saturation throughput.
+"""The end-to-end part: a real worker (one per `--loops` event loop), and per program a
+parallel baseline B, submissions one at a time, a saturation burst, then a fixed offered
+load at half the saturation throughput.
 
 Order per program: B in parallel first, at the worker's concurrency, so both throughput
-figures come from the same minutes; then saturation, because the half-load rate is
-derived from it.
+figures come from the same minutes; sequential before saturation, so nothing is queued
+behind it; then saturation, because the half-load rate is derived from it. With several
+workers, each phase runs on each worker in turn before the next phase starts (the order
+rotates per program), so drift hits every loop alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
-import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from streamworker.bench import rounds
 from streamworker.bench.cpu import CpuMeter
-from streamworker.bench.e2e import KafkaDriver, Phase
+from streamworker.bench.e2e import Phase
+from streamworker.bench.e2e_workers import BenchWorker, free_port
 from streamworker.bench.gateway_load import GatewayProcess, gateway_rows
 from streamworker.bench.options import BenchOptions
 from streamworker.bench.profile import recording
 from streamworker.bench.programs import Program
-from streamworker.bench.results import FAILED, Row, parallel_row
-from streamworker.bench.rss import RssSampler, status_kb
+from streamworker.bench.results import FAILED, Row, parallel_row, sequential_row
 from streamworker.bench.scenario import (
     BASELINE_B_PARALLEL,
     E2E_HALF_LOAD,
     E2E_SATURATION,
+    E2E_SEQUENTIAL,
     Scenario,
 )
-from streamworker.bench.worker import WorkerProcess, isolated_settings
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,14 +46,18 @@ def _timeout_s(count: int) -> float:
     return 120.0 + 10.0 * count
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+async def _measured(
+    worker: BenchWorker, program: Program, run: Callable[[], Awaitable[Phase]]
+) -> tuple[Phase, dict[str, Any]]:
+    """Run one phase on `worker`; the phase and its figures (RSS, CPU, pool, loop)."""
+    await worker.begin_phase()
+    phase = await run()
+    runs = len(phase.latencies_s) + len(phase.errors)
+    return phase, await worker.end_phase(program.language, runs)
 
 
 def _phase_row(
-    scenario: str, program: Program, phase: Phase, concurrency: int, **extra: float | None
+    scenario: str, program: Program, phase: Phase, concurrency: int, **extra: Any
 ) -> Row:
     return parallel_row(
         scenario,
@@ -62,68 +70,109 @@ def _phase_row(
     )
 
 
-async def _program_rows(
-    program: Program,
-    options: BenchOptions,
-    settings: Settings,
-    baseline_b: Scenario,
-    driver: KafkaDriver,
-    sampler: RssSampler,
-    worker_cpu: CpuMeter,
-    profile: Path | None = None,
-) -> list[Row]:
-    conc = settings.concurrency
-    for _ in range(options.e2e_warmup):
-        await driver.one(program, _timeout_s(1))
+async def _parallel_b(
+    program: Program, options: BenchOptions, baseline_b: Scenario, conc: int
+) -> Row:
     bench_cpu = CpuMeter(os.getpid(), with_children=False)  # not the worker, our child
     bench_cpu.start()
-    b_samples, b_elapsed = await rounds.parallel(baseline_b, program, options.burst, conc)
-    rows = [
-        parallel_row(
-            BASELINE_B_PARALLEL,
-            program.key,
-            b_samples.latencies_s,
-            b_samples.errors,
-            b_elapsed,
-            conc,
-            **bench_cpu.per_run_ms(len(b_samples.latencies_s) + len(b_samples.errors)),
-        )
-    ]
-    sampler.reset()
-    worker_cpu.start()
-    async with recording(sampler.pid, profile):
-        burst = await driver.burst(program, options.burst, _timeout_s(options.burst))
-    sat = _phase_row(
-        E2E_SATURATION,
-        program,
-        burst,
+    samples, elapsed = await rounds.parallel(baseline_b, program, options.burst, conc)
+    runs = len(samples.latencies_s) + len(samples.errors)
+    return parallel_row(
+        BASELINE_B_PARALLEL,
+        program.key,
+        samples.latencies_s,
+        samples.errors,
+        elapsed,
         conc,
-        peak_rss_mib=sampler.peak_kb / 1024,
-        **worker_cpu.per_run_ms(options.burst),
+        **bench_cpu.per_run_ms(runs),
     )
-    rows.append(sat)
+
+
+async def _sequential(worker: BenchWorker, program: Program, options: BenchOptions) -> Row:
+    run = functools.partial(worker.driver.sequential, program, options.iterations, _timeout_s(1))
+    phase, figures = await _measured(worker, program, run)
+    return sequential_row(E2E_SEQUENTIAL, program.key, phase.latencies_s, phase.errors, **figures)
+
+
+async def _saturation(
+    worker: BenchWorker, program: Program, options: BenchOptions, profile: Path | None
+) -> Row:
+    async def burst() -> Phase:
+        async with recording(worker.process.pid, profile):
+            return await worker.driver.burst(program, options.burst, _timeout_s(options.burst))
+
+    phase, figures = await _measured(worker, program, burst)
+    return _phase_row(E2E_SATURATION, program, phase, worker.settings.concurrency, **figures)
+
+
+async def _half_load(
+    worker: BenchWorker, program: Program, options: BenchOptions, sat: Row
+) -> Row | None:
+    """At `--offered-rate`, or half of this worker's saturation (None if that failed)."""
     rate = options.offered_rate_per_s
     if rate is None:
         if sat.status == FAILED or not sat.throughput_per_s:
-            return rows
+            return None
         rate = sat.throughput_per_s / 2
     count = max(options.min_offered, round(rate * options.offered_s))
-    log.info("e2e %s: offering %d at %.2f/s", program.key, count, rate)
-    sampler.reset()
-    worker_cpu.start()
-    half = await driver.offered(program, rate, count, _timeout_s(count))
-    rows.append(
-        _phase_row(
-            E2E_HALF_LOAD,
-            program,
-            half,
-            conc,
-            offered_rate_per_s=rate,
-            peak_rss_mib=sampler.peak_kb / 1024,
-            **worker_cpu.per_run_ms(count),
-        )
-    )
+    log.info("e2e %s [%s]: offering %d at %.2f/s", program.key, worker.event_loop, count, rate)
+    run = functools.partial(worker.driver.offered, program, rate, count, _timeout_s(count))
+    phase, figures = await _measured(worker, program, run)
+    conc = worker.settings.concurrency
+    return _phase_row(E2E_HALF_LOAD, program, phase, conc, offered_rate_per_s=rate, **figures)
+
+
+async def _program_rows(
+    program: Program,
+    options: BenchOptions,
+    baseline_b: Scenario,
+    workers: Sequence[BenchWorker],
+    profile: Path | None = None,
+) -> list[Row]:
+    """One program's e2e rows; `profile` records the first worker's saturation burst."""
+    for worker in workers:
+        for _ in range(options.e2e_warmup):
+            await worker.driver.one(program, _timeout_s(1))
+    rows = [await _parallel_b(program, options, baseline_b, workers[0].settings.concurrency)]
+    for worker in workers:
+        rows.append(await _sequential(worker, program, options))
+    saturations = []
+    for index, worker in enumerate(workers):
+        sat = await _saturation(worker, program, options, profile if index == 0 else None)
+        saturations.append(sat)
+        rows.append(sat)
+    for worker, sat in zip(workers, saturations, strict=True):
+        half = await _half_load(worker, program, options, sat)
+        if half is not None:
+            rows.append(half)
     return rows
+
+
+async def _gateway_rows(
+    worker: BenchWorker, programs: Sequence[Program], options: BenchOptions, tmp: Path
+) -> list[Row]:
+    """HTTP gateway vs Kafka bursts for the hello programs, on `worker` only."""
+    hello = [p for p in programs if p.kind == "hello"]
+    if not options.gateway or not hello:
+        return []
+    gateway = GatewayProcess(worker.settings, free_port(), tmp / "gateway.log")
+    rows: list[Row] = []
+    try:
+        await gateway.start()
+        for program in hello:
+            timeout = _timeout_s(options.burst)
+            pair = await gateway_rows(
+                program, options, worker.settings, worker.driver, gateway.url, timeout
+            )
+            rows.extend(dataclasses.replace(row, event_loop=worker.event_loop) for row in pair)
+    finally:
+        await gateway.stop()
+    return rows
+
+
+def _rotated(workers: Sequence[BenchWorker], by: int) -> list[BenchWorker]:
+    shift = by % len(workers)
+    return [*workers[shift:], *workers[:shift]]
 
 
 async def run_e2e(
@@ -132,67 +181,40 @@ async def run_e2e(
     options: BenchOptions,
     baseline_b: Scenario,
 ) -> tuple[list[Row], dict[str, object]]:
-    """All end-to-end rows, and facts about the worker (settings, lifetime peak RSS)."""
+    """All end-to-end rows, and facts about the workers (settings, lifetime peak RSS)."""
+    loops = options.worker_loops(settings.event_loop)
+    judged = options.judged_loop(settings.event_loop)
+    base = settings
+    if options.prewarm_worker_pools:
+        languages = tuple(dict.fromkeys(p.language for p in programs))
+        base = dataclasses.replace(settings, pool_languages=languages)
     with tempfile.TemporaryDirectory(prefix="sw-bench-worker-") as tmp:
-        worker_settings = isolated_settings(settings, Path(tmp), _free_port())
-        if options.prewarm_worker_pools:
-            languages = tuple(dict.fromkeys(p.language for p in programs))
-            worker_settings = dataclasses.replace(worker_settings, pool_languages=languages)
-        worker = WorkerProcess(worker_settings)
-        await worker.start()
-        sampler = RssSampler(worker.pid)
-        sampler.start()
-        worker_cpu = CpuMeter(worker.pid, with_children=True)
-        driver = KafkaDriver(worker_settings)
-        gateway = GatewayProcess(worker_settings, _free_port(), Path(tmp) / "gateway.log")
+        ordered = [judged, *(loop for loop in loops if loop != judged)]
+        workers = [BenchWorker(base, loop, Path(tmp) / loop) for loop in ordered]
         rows: list[Row] = []
         try:
-            await driver.start()
+            for worker in workers:
+                await worker.start()
             for index, program in enumerate(programs):
-                rows.extend(
-                    await _program_rows(
-                        program,
-                        options,
-                        worker_settings,
-                        baseline_b,
-                        driver,
-                        sampler,
-                        worker_cpu,
-                        options.profile_path if index == 0 else None,
-                    )
-                )
-            hello = [p for p in programs if p.kind == "hello"]
-            if options.gateway and hello:
-                await gateway.start()
-                for program in hello:
-                    rows.extend(
-                        await gateway_rows(
-                            program,
-                            options,
-                            worker_settings,
-                            driver,
-                            gateway.url,
-                            _timeout_s(options.burst),
-                        )
-                    )
-            hwm_kb = status_kb(worker.pid, "VmHWM")
+                profile = options.profile_path if index == 0 else None
+                turn = _rotated(workers, index)
+                rows.extend(await _program_rows(program, options, baseline_b, turn, profile))
+            rows.extend(await _gateway_rows(workers[0], programs, options, Path(tmp)))
         except Exception:
-            log.error("e2e failed; worker log tail:\n%s", worker.log_tail())
+            for worker in workers:
+                log.error(
+                    "e2e failed; %s worker log tail:\n%s",
+                    worker.event_loop,
+                    worker.process.log_tail(),
+                )
             raise
         finally:
-            await sampler.stop()
-            await gateway.stop()
-            await driver.stop()
-            await worker.stop()
-    facts: dict[str, object] = {
-        "concurrency": worker_settings.concurrency,
-        "processing_guarantee": worker_settings.processing_guarantee,
-        "commit_interval_s": worker_settings.commit_interval_s,
-        "commit_after_ack_s": worker_settings.commit_after_ack_s,
-        "pool_languages": list(worker_settings.pool_languages),
-        "pool_min_size": worker_settings.pool_min_size,
-        "pool_max_size": worker_settings.pool_max_size,
-        "topic_partitions": worker_settings.topic_partitions,
-        "lifetime_peak_rss_mib": None if hwm_kb is None else round(hwm_kb / 1024, 1),
-    }
+            for worker in workers:
+                try:
+                    await worker.stop()
+                except Exception:  # still stop the others; the first error stays the one raised
+                    log.exception("stopping the %s bench worker failed", worker.event_loop)
+    facts: dict[str, object] = {**workers[0].facts(), "judged_event_loop": judged}
+    if len(workers) > 1:
+        facts["workers"] = [worker.facts() for worker in workers]
     return rows, facts

@@ -15,7 +15,7 @@ class BenchOptions:
     languages: tuple[str, ...] = ("python", "c", "java")
     kinds: tuple[str, ...] = ("hello", "cpu")
     iterations: int = 30
-    """Measured runs per in-process scenario per program."""
+    """Measured runs per in-process scenario per program, and per sequential e2e phase."""
     warmup: int = 3
     """Interleaved rounds run first and discarded (image cache, JIT, pool fill)."""
     e2e: bool = True
@@ -35,6 +35,9 @@ class BenchOptions:
     """Bursts each way, alternating HTTP and Kafka."""
     profile_path: Path | None = None
     """Record the worker with py-spy during the first saturation burst (a flame graph)."""
+    loops: tuple[str, ...] = ()
+    """Event loops to run a bench worker each with, phases alternating between them;
+    empty means one worker on the loop the environment selects."""
     prewarm_worker_pools: bool = True
     """Start the bench worker with warm pools for the benchmarked languages."""
     json_path: Path | None = None
@@ -54,6 +57,16 @@ class BenchOptions:
             gateway_rounds=1,
         )
         return dataclasses.replace(small, **overrides)
+
+    def worker_loops(self, default: str) -> tuple[str, ...]:
+        """The bench workers' event loops, `default` being the environment's."""
+        return self.loops or (default,)
+
+    def judged_loop(self, default: str) -> str:
+        """The loop whose e2e rows the targets are judged on: the environment's if it
+        runs, else the first one asked for."""
+        loops = self.worker_loops(default)
+        return default if default in loops else loops[0]
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from streamworker.bench.results import Row, ratios, row_dict
+from streamworker.bench.results import Row, ratio_to_a, ratios, row_dict
 from streamworker.bench.scenario import LABELS
 from streamworker.bench.targets import TargetCheck
 
@@ -22,8 +22,10 @@ _HEADER = (
     "p50/B",
     "p99/B",
     "thr/B",
+    "p50/A",
     "RSS MiB",
     "CPU ms/run",
+    "pool h/m/w",
     "errors",
 )
 
@@ -40,17 +42,24 @@ def _cpu(row: Row) -> str:
     return f"{row.driver_cpu_ms_per_run:.0f}+{dockerd}"
 
 
+def _label(row: Row, several_loops: bool) -> str:
+    """'e2e saturation x4', with '[uvloop]' after it when rows of several loops are shown."""
+    conc = f" x{row.concurrency}" if row.concurrency > 1 else ""
+    loop = f" [{row.event_loop}]" if several_loops and row.event_loop else ""
+    return LABELS.get(row.scenario, row.scenario) + conc + loop
+
+
 def table_rows(rows: Sequence[Row]) -> list[tuple[str, ...]]:
     """Rows in table order (by scenario as listed in LABELS, then program as given)."""
     order = {name: i for i, name in enumerate(LABELS)}
+    several_loops = len({r.event_loop for r in rows if r.event_loop}) > 1
     out = []
     for row in sorted(rows, key=lambda r: order.get(r.scenario, len(order))):
         lat = row.latency
         rat = ratios(row, rows)
-        conc = f" x{row.concurrency}" if row.concurrency > 1 else ""
-        label = LABELS.get(row.scenario, row.scenario) + conc
+        label = _label(row, several_loops)
         if row.status != "ok":
-            out.append((label, row.program, row.status, *["-"] * 9, str(row.errors)))
+            out.append((label, row.program, row.status, *["-"] * 11, str(row.errors)))
             continue
         out.append(
             (
@@ -64,8 +73,10 @@ def table_rows(rows: Sequence[Row]) -> list[tuple[str, ...]]:
                 _num(rat["p50"], ".2f"),
                 _num(rat["p99"], ".2f"),
                 _num(rat["throughput"], ".2f"),
+                _num(ratio_to_a(row, rows), ".2f"),
                 _num(row.peak_rss_mib, ".0f"),
                 _cpu(row),
+                row.pool.cell() if row.pool else "-",
                 str(row.errors),
             )
         )
@@ -91,13 +102,16 @@ def format_markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def format_targets(checks: Sequence[TargetCheck]) -> str:
-    lines = []
+def format_targets(checks: Sequence[TargetCheck], loop: str | None = None) -> str:
+    """One line per target; programs other than the judged one are marked 'beside'.
+    `loop`: the event loop whose e2e rows were judged, said when several ran."""
+    lines = [] if loop is None else [f"targets judged on the {loop} worker's e2e rows"]
     for check in checks:
         verdict = {True: "MET", False: "NOT MET", None: "N/A"}[check.met]
         value = "-" if check.value is None else f"{check.value:.2f}"
+        program = check.program if check.judged else f"{check.program}, beside"
         lines.append(
-            f"[{verdict:>7}] {check.target} ({check.program}): {value} "
+            f"[{verdict:>7}] {check.target} ({program}): {value} "
             f"(limit {check.limit:g}) - {check.detail}"
         )
     return "\n".join(lines)

@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamworker.bench.pool_metrics import PoolCounts
 from streamworker.bench.scenario import (
+    BASELINE_A,
     BASELINE_B,
     BASELINE_B_PARALLEL,
     E2E_HALF_LOAD,
     E2E_SATURATION,
+    E2E_SEQUENTIAL,
 )
 from streamworker.bench.stats import Summary, ratio, summarize, throughput_per_s
 
@@ -25,7 +28,8 @@ PARALLEL_SCENARIOS = frozenset({BASELINE_B_PARALLEL, E2E_SATURATION, E2E_HALF_LO
 
 @dataclass(frozen=True)
 class Row:
-    """One scenario and program: latency summary, throughput, errors and (e2e) worker RSS."""
+    """One scenario and program: latency summary, throughput, errors and, for e2e rows,
+    the worker's RSS, CPU, pool figures and event loop."""
 
     scenario: str
     program: str
@@ -40,15 +44,25 @@ class Row:
     driver_cpu_ms_per_run: float | None = None
     """CPU of the process driving Docker (the worker; the bench for parallel B)."""
     dockerd_cpu_ms_per_run: float | None = None
+    pool: PoolCounts | None = None
+    """Pool hits, misses and waits of the phase's language during the phase (e2e rows)."""
+    event_loop: str | None = None
+    """The bench worker's event loop (e2e rows)."""
     note: str = ""
 
 
 def sequential_row(
-    scenario: str, program: str, latencies_s: Sequence[float], errors: Sequence[str]
+    scenario: str,
+    program: str,
+    latencies_s: Sequence[float],
+    errors: Sequence[str],
+    **extra: Any,
 ) -> Row:
     """A one-at-a-time scenario: throughput is back-to-back runs per second (1 / mean)."""
     if not latencies_s:
-        return Row(scenario, program, FAILED, errors=len(errors), first_error=_first(errors))
+        return Row(
+            scenario, program, FAILED, errors=len(errors), first_error=_first(errors), **extra
+        )
     return Row(
         scenario,
         program,
@@ -57,6 +71,7 @@ def sequential_row(
         throughput_per_s=throughput_per_s(len(latencies_s), math.fsum(latencies_s)),
         errors=len(errors),
         first_error=_first(errors),
+        **extra,
     )
 
 
@@ -116,6 +131,15 @@ def ratios(row: Row, rows: Sequence[Row]) -> dict[str, float | None]:
     }
 
 
+def ratio_to_a(row: Row, rows: Sequence[Row]) -> float | None:
+    """p50 over A's (`docker run --rm`) p50, for the sequential e2e row only: what a
+    caller without streamworker would do one submission at a time."""
+    a = find(rows, BASELINE_A, row.program)
+    if row.scenario != E2E_SEQUENTIAL or a is None or a.latency is None or row.latency is None:
+        return None
+    return ratio(row.latency.p50, a.latency.p50)
+
+
 def row_dict(row: Row, rows: Sequence[Row]) -> dict[str, Any]:
     """The JSON form of a row, latencies in milliseconds, with its ratios to B."""
     return {
@@ -132,6 +156,9 @@ def row_dict(row: Row, rows: Sequence[Row]) -> dict[str, Any]:
         "errors": row.errors,
         "first_error": row.first_error,
         "ratio_to_b": {k: _round(v, 3) for k, v in ratios(row, rows).items()},
+        "ratio_to_a": {"p50": _round(ratio_to_a(row, rows), 3)},
+        "pool": row.pool.as_dict() if row.pool else None,
+        "event_loop": row.event_loop,
         "note": row.note,
     }
 

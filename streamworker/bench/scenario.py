@@ -13,6 +13,7 @@ EXECUTOR_COLD = "executor_cold"
 EXECUTOR_WARM = "executor_warm"
 EXEC_FLOOR = "floor_exec_running"
 BASELINE_B_PARALLEL = "baseline_b_parallel"
+E2E_SEQUENTIAL = "e2e_sequential"
 E2E_SATURATION = "e2e_saturation"
 E2E_HALF_LOAD = "e2e_half_saturation"
 GATEWAY_HTTP = "gateway_http_burst"
@@ -26,6 +27,7 @@ LABELS = {
     EXECUTOR_WARM: "executor warm",
     EXEC_FLOOR: "D exec into running",
     BASELINE_B_PARALLEL: "B aiodocker parallel",
+    E2E_SEQUENTIAL: "e2e sequential x1",
     E2E_SATURATION: "e2e saturation",
     E2E_HALF_LOAD: "e2e half saturation",
     GATEWAY_HTTP: "gateway HTTP wait=true",

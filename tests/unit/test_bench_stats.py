@@ -4,7 +4,6 @@ the worker environment and the process-tree RSS reader."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from streamworker.bench.cpu import CpuMeter, find_pid, process_cpu_s, tree_cpu_s
 from streamworker.bench.options import BenchOptions
 from streamworker.bench.policy import judged_policy
 from streamworker.bench.programs import PROGRAMS, select_programs
-from streamworker.bench.report import document, format_markdown, format_table, format_targets
 from streamworker.bench.results import FAILED, OK, Row, parallel_row, ratios, sequential_row
 from streamworker.bench.rss import status_kb, tree_pids, tree_rss_kb
 from streamworker.bench.scenario import (
@@ -24,10 +22,8 @@ from streamworker.bench.scenario import (
     BASELINE_B_PARALLEL,
     E2E_HALF_LOAD,
     E2E_SATURATION,
-    EXECUTOR_WARM,
 )
 from streamworker.bench.stats import percentile, ratio, summarize, throughput_per_s
-from streamworker.bench.targets import check_targets
 from streamworker.bench.worker import isolated_settings, settings_env, worker_env
 from streamworker.languages.registry import get_language
 from streamworker.sandbox.spec import OOM_SCORE_ADJ, ContainerPolicy, container_config
@@ -119,51 +115,6 @@ def test_ratios_use_b_for_latency_and_parallel_b_for_saturation_throughput() -> 
     assert ratios(half, rows)["p50"] == pytest.approx(0.5)
     assert ratios(half, rows)["throughput"] is None  # a fixed load is not a capacity
     assert ratios(b, rows)["throughput"] == pytest.approx(1.0)
-
-
-def _full_rows(warm_p50: float, e2e_p50: float, sat_elapsed: float, rss: float) -> list[Row]:
-    return [
-        sequential_row(BASELINE_B, "python-hello", [0.2] * 10, []),
-        sequential_row(EXECUTOR_WARM, "python-hello", [warm_p50] * 10, []),
-        _row(BASELINE_B_PARALLEL, "python-hello", 0.4, elapsed_s=2.0),
-        _row(E2E_SATURATION, "python-hello", 1.0, elapsed_s=sat_elapsed, peak_rss_mib=rss),
-        _row(E2E_HALF_LOAD, "python-hello", e2e_p50, offered_rate_per_s=2.0),
-    ]
-
-
-def test_targets_met() -> None:
-    checks = check_targets(_full_rows(warm_p50=0.06, e2e_p50=0.09, sat_elapsed=1.5, rss=120.0))
-    assert [c.met for c in checks] == [True, True, True, True, True]
-    assert checks[0].value == pytest.approx(0.3)
-
-
-def test_targets_not_met_with_numbers() -> None:
-    checks = check_targets(_full_rows(warm_p50=0.1, e2e_p50=0.5, sat_elapsed=2.5, rss=300.0))
-    by_target = {c.target.split()[0] + c.target.split()[1]: c for c in checks}
-    assert all(c.met is False for c in checks)
-    assert by_target["warmexecutor"].value == pytest.approx(0.5)
-    assert "300 MiB" in by_target["workerpeak"].detail
-
-
-def test_targets_without_measurements_are_not_applicable() -> None:
-    checks = check_targets([sequential_row(BASELINE_B, "python-hello", [0.2], [])])
-    assert checks and all(c.met is None for c in checks)
-    assert all("not measured" in c.detail for c in checks)
-
-
-def test_report_renders_every_row_and_target() -> None:
-    rows = [
-        *_full_rows(0.06, 0.09, 1.5, 120.0),
-        Row("executor_warm", "c-hello", "not available", note="no pool"),
-    ]
-    checks = check_targets(rows)
-    table = format_table(rows)
-    assert "executor warm" in table and "not available" in table
-    assert format_markdown(rows).count("\n") == len(rows) + 1
-    assert "MET" in format_targets(checks)
-    doc = document({"command": "x"}, rows, checks)
-    json.dumps(doc)  # serialisable
-    assert {r["scenario"] for r in doc["results"]} >= {BASELINE_B, EXECUTOR_WARM}
 
 
 # --- programs, policy and the baselines' container flags --------------------------------

@@ -1,0 +1,122 @@
+"""A bench worker with what the e2e phases measure it by: its RSS and CPU, its pool
+counters (scraped from its `/metrics`), and a Kafka driver on its own topics.
+
+One per event loop (`--loops`): each gets its own topics, HTTP port and database, so
+two workers in the same run never take each other's submissions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from streamworker.bench.cpu import CpuMeter
+from streamworker.bench.e2e import KafkaDriver
+from streamworker.bench.pool_metrics import phase_counts
+from streamworker.bench.rss import RssSampler, status_kb
+from streamworker.bench.worker import WorkerProcess, isolated_settings
+from streamworker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT_S = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class BenchWorker:
+    """One `streamworker worker` subprocess on `event_loop`, and its meters."""
+
+    def __init__(self, settings: Settings, event_loop: str, data_dir: Path) -> None:
+        isolated = isolated_settings(settings, data_dir, free_port())
+        self.settings = dataclasses.replace(isolated, event_loop=event_loop)
+        self.event_loop = event_loop
+        self.process = WorkerProcess(self.settings)
+        self.driver = KafkaDriver(self.settings)
+        self.sampler: RssSampler | None = None
+        self.cpu: CpuMeter | None = None
+        self._before: str | None = None
+        self._driving = False
+        self.lifetime_peak_kb: int | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}/metrics"
+
+    async def start(self) -> None:
+        await self.process.start()
+        self.sampler = RssSampler(self.process.pid)
+        self.sampler.start()
+        self.cpu = CpuMeter(self.process.pid, with_children=True)
+        self._driving = True
+        await self.driver.start()
+
+    async def stop(self) -> None:
+        """Stops whatever started; records the worker's lifetime peak RSS first."""
+        if self.process.process is not None:
+            self.lifetime_peak_kb = status_kb(self.process.pid, "VmHWM")
+        if self.sampler is not None:
+            await self.sampler.stop()
+        if self._driving:
+            await self.driver.stop()
+        await self.process.stop()
+
+    async def _scrape(self) -> str | None:
+        """The worker's metrics page, or None (logged): a phase then has no pool figures."""
+        try:
+            timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.get(self.metrics_url) as resp,
+            ):
+                resp.raise_for_status()
+                return await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not scrape %s: %s", self.metrics_url, exc)
+            return None
+
+    async def begin_phase(self) -> None:
+        """Scrape, then reset the meters, so the scrape is not billed to the phase."""
+        assert self.sampler is not None and self.cpu is not None, "worker not started"
+        self._before = await self._scrape()
+        self.sampler.reset()
+        self.cpu.start()
+
+    async def end_phase(self, language: str, runs: int) -> dict[str, Any]:
+        """The phase's figures as `Row` fields: peak RSS, CPU per run, pool, loop."""
+        assert self.sampler is not None and self.cpu is not None, "worker not started"
+        cpu = self.cpu.per_run_ms(runs)
+        peak_mib = self.sampler.peak_kb / 1024
+        after = await self._scrape()
+        return {
+            **cpu,
+            "peak_rss_mib": peak_mib,
+            "pool": phase_counts(self._before, after, language),
+            "event_loop": self.event_loop,
+        }
+
+    def facts(self) -> dict[str, Any]:
+        """What the report records about this worker's configuration and memory."""
+        ws = self.settings
+        kb = self.lifetime_peak_kb
+        return {
+            "event_loop": self.event_loop,
+            "concurrency": ws.concurrency,
+            "processing_guarantee": ws.processing_guarantee,
+            "commit_interval_s": ws.commit_interval_s,
+            "commit_after_ack_s": ws.commit_after_ack_s,
+            "pool_languages": list(ws.pool_languages),
+            "pool_min_size": ws.pool_min_size,
+            "pool_max_size": ws.pool_max_size,
+            "topic_partitions": ws.topic_partitions,
+            "lifetime_peak_rss_mib": None if kb is None else round(kb / 1024, 1),
+        }

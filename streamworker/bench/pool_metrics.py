@@ -1,0 +1,66 @@
+"""Pool hits, misses and waits of one e2e phase, from the worker's `/metrics` page. Pure.
+
+A phase's figures are the difference of two scrapes (before and after), for the
+phase's language: counters only grow, so the difference is what that phase caused.
+It says why a phase was slow: a miss waits for the pool's next container, and a wait
+that ends `cold` ran without one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+HITS = "streamworker_pool_hits_total"
+MISSES = "streamworker_pool_misses_total"
+WAITS = "streamworker_pool_wait_duration_seconds_count"
+"""Sample names as exposed (counters with `_total`, the histogram's `_count`)."""
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    """Pool figures of one language: at a scrape, or over a phase (a difference)."""
+
+    hits: int = 0
+    misses: int = 0
+    waits: int = 0
+    """Misses that waited for the pool (the wait histogram's count, any outcome)."""
+    cold_waits: int = 0
+    """Of those, the ones that gave up and ran a cold container."""
+
+    def minus(self, earlier: PoolCounts) -> PoolCounts:
+        return PoolCounts(
+            self.hits - earlier.hits,
+            self.misses - earlier.misses,
+            self.waits - earlier.waits,
+            self.cold_waits - earlier.cold_waits,
+        )
+
+    def cell(self) -> str:
+        """The table's `pool h/m/w` cell."""
+        return f"{self.hits}/{self.misses}/{self.waits}"
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def pool_counts(text: str, language: str) -> PoolCounts:
+    """The pool figures of `language` in a Prometheus text page (zeros when absent)."""
+    totals = {HITS: 0.0, MISSES: 0.0, WAITS: 0.0}
+    cold = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name not in totals or sample.labels.get("language") != language:
+                continue
+            totals[sample.name] += sample.value
+            if sample.name == WAITS and sample.labels.get("outcome") == "cold":
+                cold += sample.value
+    return PoolCounts(round(totals[HITS]), round(totals[MISSES]), round(totals[WAITS]), round(cold))
+
+
+def phase_counts(before: str | None, after: str | None, language: str) -> PoolCounts | None:
+    """What happened between two scrapes; None when either scrape failed."""
+    if before is None or after is None:
+        return None
+    return pool_counts(after, language).minus(pool_counts(before, language))
