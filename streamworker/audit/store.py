@@ -19,7 +19,7 @@ from functools import cache
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, func, select, text
+from sqlalchemy import Row, Table, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 _REBUILD_BATCH = 500
 _KNOWN_KINDS = frozenset(kind.value for kind in AuditKind)
+
+
+_LOCK_ALL = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS t(k)")
 
 
 def _lock_key(submission_id: str) -> int:
@@ -204,8 +207,11 @@ class AuditStore:
         # PostgreSQL needs a per-submission lock, taken in a fixed order (no deadlocks).
         if self._dialect != "postgresql":
             return
-        for key in sorted({_lock_key(sid) for sid in submission_ids}):
-            await conn.execute(select(func.pg_advisory_xact_lock(key)))
+        # One statement for the whole batch: the keys come sorted, and a function scan
+        # over unnest takes them (and so the locks) in array order.
+        keys = sorted({_lock_key(sid) for sid in submission_ids})
+        if keys:
+            await conn.execute(_LOCK_ALL, {"keys": keys})
 
     def _upsert(self, table: Table) -> Any:
         module = postgresql if self._dialect == "postgresql" else sqlite
