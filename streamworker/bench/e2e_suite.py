@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from streamworker.bench import rounds
+from streamworker.bench import kafka_floor, rounds
 from streamworker.bench.cpu import CpuMeter
 from streamworker.bench.e2e import Phase
 from streamworker.bench.e2e_workers import BenchWorker, free_port
@@ -34,6 +34,8 @@ from streamworker.bench.scenario import (
     E2E_HALF_LOAD,
     E2E_SATURATION,
     E2E_SEQUENTIAL,
+    KAFKA_FLOOR_PLAIN,
+    KAFKA_FLOOR_TXN,
     Scenario,
 )
 from streamworker.settings import Settings
@@ -170,6 +172,23 @@ async def _gateway_rows(
     return rows
 
 
+async def _kafka_floor_rows(settings: Settings, count: int) -> list[Row]:
+    """The commit-latency floor (`kafka_floor`): Kafka alone, before any program."""
+    try:
+        plain, txn = await kafka_floor.measure(settings, count)
+    except Exception as exc:  # reported as a failed row; the e2e part goes on
+        log.warning("the Kafka floor could not be measured: %s", exc)
+        error = [f"{type(exc).__name__}: {exc}"]
+        return [
+            sequential_row(name, "kafka", [], error)
+            for name in (KAFKA_FLOOR_PLAIN, KAFKA_FLOOR_TXN)
+        ]
+    return [
+        sequential_row(KAFKA_FLOOR_PLAIN, "kafka", plain.latencies_s, plain.errors),
+        sequential_row(KAFKA_FLOOR_TXN, "kafka", txn.latencies_s, txn.errors),
+    ]
+
+
 def _rotated(workers: Sequence[BenchWorker], by: int) -> list[BenchWorker]:
     shift = by % len(workers)
     return [*workers[shift:], *workers[:shift]]
@@ -195,6 +214,7 @@ async def run_e2e(
         try:
             for worker in workers:
                 await worker.start()
+            rows.extend(await _kafka_floor_rows(settings, options.iterations))
             for index, program in enumerate(programs):
                 profile = options.profile_path if index == 0 else None
                 turn = _rotated(workers, index)

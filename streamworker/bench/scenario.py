@@ -16,6 +16,8 @@ BASELINE_B_PARALLEL = "baseline_b_parallel"
 E2E_SEQUENTIAL = "e2e_sequential"
 E2E_SATURATION = "e2e_saturation"
 E2E_HALF_LOAD = "e2e_half_saturation"
+KAFKA_FLOOR_PLAIN = "kafka_floor_acks_all"
+KAFKA_FLOOR_TXN = "kafka_floor_transaction"
 GATEWAY_HTTP = "gateway_http_burst"
 KAFKA_DIRECT = "kafka_direct_burst"
 
@@ -27,6 +29,8 @@ LABELS = {
     EXECUTOR_WARM: "executor warm",
     EXEC_FLOOR: "D exec into running",
     BASELINE_B_PARALLEL: "B aiodocker parallel",
+    KAFKA_FLOOR_PLAIN: "K Kafka acks=all",
+    KAFKA_FLOOR_TXN: "K Kafka transaction",
     E2E_SEQUENTIAL: "e2e sequential x1",
     E2E_SATURATION: "e2e saturation",
     E2E_HALF_LOAD: "e2e half saturation",
