@@ -44,7 +44,7 @@ def async_url(url: str | URL) -> URL:
     return parsed
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -101,7 +101,7 @@ def create_engine(url: str | URL) -> AsyncEngine:
         engine = create_async_engine(
             parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {}
     search_path = parsed.query.get("search_path")

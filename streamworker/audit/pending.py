@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -63,14 +63,14 @@ def _event_row(record: AuditRecord) -> dict[str, Any]:
     }
 
 
-async def append_events(
-    conn: AsyncConnection, dialect: str, records: Sequence[AuditRecord]
-) -> list[bool]:
+def append_events(conn: Connection, dialect: str, records: Sequence[AuditRecord]) -> list[bool]:
     """Insert the new events (one statement) and mark their submissions; one flag each.
 
     A record repeated within `records` counts as new once, like separate appends would.
+    Synchronous: SQLite runs it in one thread hop (`sqlite_lane`), PostgreSQL through
+    `AsyncConnection.run_sync`.
     """
-    result = await conn.execute(_append_stmt(dialect), [_event_row(r) for r in records])
+    result = conn.execute(_append_stmt(dialect), [_event_row(r) for r in records])
     new_ids = set(result.scalars())
     inserted, seen = [], set()
     for record in records:
@@ -80,15 +80,15 @@ async def append_events(
     touched = sorted({r.submission_id for r, new in zip(records, inserted, strict=True) if new})
     if touched:
         now = datetime.now(UTC)
-        await conn.execute(
+        conn.execute(
             _mark_stmt(dialect),
             [{"submission_id": sid, "seq": 1, "marked_at": now} for sid in touched],
         )
     return inserted
 
 
-async def take_marks(
-    conn: AsyncConnection, dialect: str, limit: int, only: Sequence[str] | None = None
+def take_marks(
+    conn: Connection, dialect: str, limit: int, only: Sequence[str] | None = None
 ) -> dict[str, int]:
     """Up to `limit` marked submissions (oldest first, or just `only`) with their `seq`."""
     query = select(pending.c.submission_id, pending.c.seq).order_by(pending.c.marked_at)
@@ -97,7 +97,7 @@ async def take_marks(
     query = query.limit(limit)
     if dialect == "postgresql":
         query = query.with_for_update(skip_locked=True)  # two projectors share the work
-    return {row.submission_id: row.seq for row in (await conn.execute(query)).all()}
+    return {row.submission_id: row.seq for row in conn.execute(query).all()}
 
 
 _CLEAR = delete(pending).where(
@@ -105,10 +105,10 @@ _CLEAR = delete(pending).where(
 )
 
 
-async def clear_marks(conn: AsyncConnection, marks: dict[str, int]) -> None:
+def clear_marks(conn: Connection, marks: dict[str, int]) -> None:
     """Remove the marks projected — unless a newer append re-marked one meanwhile."""
     if marks:
-        await conn.execute(_CLEAR, [{"sid": sid, "seen": seq} for sid, seq in marks.items()])
+        conn.execute(_CLEAR, [{"sid": sid, "seen": seq} for sid, seq in marks.items()])
 
 
 async def defer_mark(conn: AsyncConnection, submission_id: str) -> None:

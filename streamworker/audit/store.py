@@ -3,19 +3,18 @@
 `append_many` inserts the events whose `event_id` is new and re-projects their
 submissions from all of their events in the same transaction, so at-least-once delivery
 neither loses nor duplicates anything and the projections always equal a full replay.
-The worker's hot path uses `append_logged` + `project_pending` instead (`pending`): the
-same result, with the projection a moment later. Strings are
+The worker's hot path uses `append_logged` + `project_pending` instead (`pending`,
+`projecting`): the same result, with the projection a moment later, and on a SQLite file
+a whole transaction per thread hop (`sqlite_lane`). Strings are
 escaped on the way in and restored on the way out by the column types (`models.SafeText`,
 `models.SafeJSON`), so NUL and surrogates are stored losslessly on both backends.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from functools import cache
 from types import TracebackType
 from typing import Any
 
@@ -33,40 +32,27 @@ from streamworker.audit.models import (
 )
 from streamworker.audit.pending import (
     append_events,
-    clear_marks,
     count_marks,
     defer_mark,
     take_marks,
 )
-from streamworker.audit.projection import Projection, project_submission, winning_result
+from streamworker.audit.projecting import (
+    event_rows,
+    lock_submissions,
+    project_marked,
+    records_of,
+    reproject,
+)
+from streamworker.audit.projection import winning_result
 from streamworker.audit.quarantine import QuarantineStore
-from streamworker.audit.records import RESULT_KINDS, AuditKind, AuditRecord
+from streamworker.audit.records import RESULT_KINDS, AuditRecord
+from streamworker.audit.sqlite_lane import SqliteLane
 
 __all__ = ["AuditRecord", "AuditStore"]
 
 log = logging.getLogger(__name__)
 
 _REBUILD_BATCH = 500
-_KNOWN_KINDS = frozenset(kind.value for kind in AuditKind)
-
-
-_LOCK_ALL = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS t(k)")
-
-
-def _lock_key(submission_id: str) -> int:
-    """A stable signed 64-bit advisory-lock key (Python's `hash` is salted per process)."""
-    name = submission_id.encode("utf-8", "surrogatepass")  # ids may hold lone surrogates
-    digest = hashlib.blake2b(name, digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-@cache
-def _projection_upsert(dialect: str) -> Any:
-    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(executions)
-    return stmt.on_conflict_do_update(
-        index_elements=[executions.c.submission_id],
-        set_={c.name: stmt.excluded[c.key] for c in executions.c if not c.primary_key},
-    )
 
 
 def _row_dict(table: Table, row: Row[Any]) -> dict[str, Any]:
@@ -74,32 +60,13 @@ def _row_dict(table: Table, row: Row[Any]) -> dict[str, Any]:
     return {column.name: mapping[column] for column in table.c}
 
 
-def _records(rows: Iterable[Row[Any]]) -> list[AuditRecord]:
-    records = []
-    for row in rows:
-        if row.kind not in _KNOWN_KINDS:
-            # Written by a newer version; this one cannot project it and must not crash.
-            log.warning("skipping audit event %s of unknown kind %r", row.event_id, row.kind)
-            continue
-        records.append(
-            AuditRecord(
-                event_id=row.event_id,
-                submission_id=row.submission_id,
-                kind=AuditKind(row.kind),
-                attempt=row.attempt,
-                worker_id=row.worker_id,
-                occurred_at=row.occurred_at,
-                payload=row.payload,
-            )
-        )
-    return records
-
-
 class AuditStore:
     """Async access to the audit log on PostgreSQL or SQLite."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, lane: SqliteLane | None = None) -> None:
         self.engine = engine
+        self._lane = lane
+        """SQLite files only: the per-submission lookup and appends in one thread hop."""
         self.quarantine = QuarantineStore(engine)
         """Records the database refused (see `streamworker.audit.writer`)."""
         self._dialect = engine.dialect.name
@@ -115,9 +82,11 @@ class AuditStore:
     @classmethod
     async def open(cls, url: str) -> AuditStore:
         """A store on `url`; connects lazily, so a database that is down fails `ping()`."""
-        return cls(create_engine(url))
+        return cls(create_engine(url), SqliteLane.for_url(url))
 
     async def close(self) -> None:
+        if self._lane is not None:
+            await self._lane.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> AuditStore:
@@ -146,13 +115,13 @@ class AuditStore:
         if not records:
             return []
         async with self.engine.begin() as conn:
-            await self._lock_submissions(conn, {r.submission_id for r in records})
+            sids = {r.submission_id for r in records}
+            await conn.run_sync(lock_submissions, self._dialect, sids)
             inserted = [await self._insert_event(conn, r) for r in records]
             touched = sorted(
                 {r.submission_id for r, new in zip(records, inserted, strict=True) if new}
             )
-            for submission_id in touched:
-                await self._reproject(conn, submission_id)
+            await conn.run_sync(reproject, self._dialect, touched)
         for record, new in zip(records, inserted, strict=True):
             if not new:
                 log.debug("audit event %s already recorded", record.event_id)
@@ -164,34 +133,26 @@ class AuditStore:
         batch = list(records)
         if not batch:
             return []
-        async with self.engine.begin() as conn:
-            return await self._insert_events(conn, batch)
+        return await self._insert_events(batch)
 
-    async def _insert_events(
-        self, conn: AsyncConnection, records: Sequence[AuditRecord]
-    ) -> list[bool]:
-        return await append_events(conn, self._dialect, records)
+    async def _insert_events(self, records: Sequence[AuditRecord]) -> list[bool]:
+        if self._lane is not None:
+            return await self._lane.transaction(append_events, self._dialect, records)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(append_events, self._dialect, records)
 
     async def project_pending(self, limit: int = 200, only: Sequence[str] | None = None) -> int:
         """Project up to `limit` marked submissions (oldest first) in one transaction;
         how many were projected. A submission re-marked meanwhile stays marked."""
+        if self._lane is not None:
+            return await self._lane.transaction(project_marked, self._dialect, limit, only)
         async with self.engine.begin() as conn:
-            marks = await take_marks(conn, self._dialect, limit, only)
-            if not marks:
-                return 0
-            await self._lock_submissions(conn, set(marks))
-            grouped: dict[str, list[AuditRecord]] = {sid: [] for sid in marks}
-            for record in _records(await self._events_of(conn, list(marks))):
-                grouped[record.submission_id].append(record)
-            projections = [project_submission(r) for r in grouped.values() if r]
-            await self._write_projections(conn, projections)
-            await clear_marks(conn, marks)
-        return len(marks)
+            return await conn.run_sync(project_marked, self._dialect, limit, only)
 
     async def pending_marks(self, limit: int = 200) -> list[str]:
         """The oldest marked submissions (to project one by one after a batch failed)."""
         async with self.engine.connect() as conn:
-            return list(await take_marks(conn, "", limit))
+            return list(await conn.run_sync(take_marks, "", limit))
 
     async def defer_mark(self, submission_id: str) -> None:
         async with self.engine.begin() as conn:
@@ -200,18 +161,6 @@ class AuditStore:
     async def unprojected(self) -> int:
         async with self.engine.connect() as conn:
             return await count_marks(conn)
-
-    async def _lock_submissions(self, conn: AsyncConnection, submission_ids: set[str]) -> None:
-        # Two workers appending for one submission must not project from each other's
-        # uncommitted halves. SQLite takes its single write lock at the first INSERT;
-        # PostgreSQL needs a per-submission lock, taken in a fixed order (no deadlocks).
-        if self._dialect != "postgresql":
-            return
-        # One statement for the whole batch: the keys come sorted, and a function scan
-        # over unnest takes them (and so the locks) in array order.
-        keys = sorted({_lock_key(sid) for sid in submission_ids})
-        if keys:
-            await conn.execute(_LOCK_ALL, {"keys": keys})
 
     def _upsert(self, table: Table) -> Any:
         module = postgresql if self._dialect == "postgresql" else sqlite
@@ -233,46 +182,6 @@ class AuditStore:
             .returning(audit_events.c.id)
         )
         return (await conn.execute(stmt)).first() is not None
-
-    async def _events_of(self, conn: AsyncConnection, submission_ids: Sequence[str]) -> list[Any]:
-        query = (
-            select(audit_events)
-            .where(audit_events.c.submission_id.in_(submission_ids))
-            .order_by(audit_events.c.id)
-        )
-        return list((await conn.execute(query)).all())
-
-    async def _reproject(self, conn: AsyncConnection, submission_id: str) -> None:
-        records = _records(await self._events_of(conn, [submission_id]))
-        if records:
-            await self._write_projection(conn, project_submission(records))
-
-    async def _write_projections(
-        self, conn: AsyncConnection, projections: Sequence[Projection]
-    ) -> None:
-        """Several submissions' rows in three statements (upsert, delete, insert), each
-        compiled once per process."""
-        if not projections:
-            return
-        await conn.execute(_projection_upsert(self._dialect), [p.execution for p in projections])
-        sids = [p.execution["submission_id"] for p in projections]
-        await conn.execute(delete(execution_runs).where(execution_runs.c.submission_id.in_(sids)))
-        runs = [run for p in projections for run in p.runs]
-        if runs:
-            await conn.execute(execution_runs.insert(), runs)
-
-    async def _write_projection(self, conn: AsyncConnection, projection: Projection) -> None:
-        row = projection.execution
-        stmt = self._upsert(executions).values(row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[executions.c.submission_id],
-            set_={c.name: stmt.excluded[c.key] for c in executions.c if not c.primary_key},
-        )
-        await conn.execute(stmt)
-        sid = row["submission_id"]
-        await conn.execute(delete(execution_runs).where(execution_runs.c.submission_id == sid))
-        if projection.runs:
-            await conn.execute(execution_runs.insert(), projection.runs)
 
     async def rebuild_projections(self) -> int:
         """Drop every projected row and replay the whole log; returns the submissions count.
@@ -297,13 +206,7 @@ class AuditStore:
                 batch = list((await conn.execute(query)).scalars())
                 if not batch:
                     break
-                grouped: dict[str, list[AuditRecord]] = {sid: [] for sid in batch}
-                for record in _records(await self._events_of(conn, batch)):
-                    grouped[record.submission_id].append(record)
-                for records in grouped.values():
-                    if records:
-                        await self._write_projection(conn, project_submission(records))
-                        count += 1
+                count += await conn.run_sync(reproject, self._dialect, batch)
                 last = batch[-1]
         log.info(
             "rebuilt projections of %d submissions in %.3f s", count, time.monotonic() - started
@@ -344,8 +247,10 @@ class AuditStore:
 
     async def events(self, submission_id: str) -> list[AuditRecord]:
         """Every logged event of a submission, in the order they were appended."""
+        if self._lane is not None:
+            return records_of(await self._lane.read(event_rows, [submission_id]))
         async with self._reads.connect() as conn:
-            return _records(await self._events_of(conn, [submission_id]))
+            return records_of(await conn.run_sync(event_rows, [submission_id]))
 
     async def finished_result(self, submission_id: str) -> dict[str, Any] | None:
         """The published result that answers the submission, or None if none was.
@@ -359,7 +264,7 @@ class AuditStore:
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        result = winning_result(_records(rows))
+        result = winning_result(records_of(rows))
         return dict(result.payload) if result is not None else None
 
     # -- health ------------------------------------------------------------------------

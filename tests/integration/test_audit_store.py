@@ -563,10 +563,10 @@ async def test_requeue_lands_a_record_once_the_database_takes_it(
 
     real_batch = store._insert_events
 
-    async def refuse_batch(conn: Any, records: Any) -> list[bool]:
+    async def refuse_batch(records: Any) -> list[bool]:
         if any(rec.event_id == record.event_id for rec in records):
             raise DataError("INSERT", {}, Exception("refused for this test"))
-        return await real_batch(conn, records)
+        return await real_batch(records)
 
     monkeypatch.setattr(store, "_insert_event", refuse_once)
     monkeypatch.setattr(store, "_insert_events", refuse_batch)
@@ -650,10 +650,10 @@ async def test_a_mark_renewed_meanwhile_survives_the_older_projection(store: Aud
     events = lifecycle("race-1")
     await store.append_logged(events[:2])
     async with store.engine.begin() as conn:
-        seen = await take_marks(conn, store.engine.dialect.name, 10)
+        seen = await conn.run_sync(take_marks, store.engine.dialect.name, 10)
     await store.append_logged(events[2:])  # appended after the projector read its marks
     async with store.engine.begin() as conn:
-        await clear_marks(conn, seen)
+        await conn.run_sync(clear_marks, seen)
     assert await store.unprojected() == 1  # still marked: the newer events get projected
     assert await store.project_pending() == 1
     rows, _ = await snapshot(store)
