@@ -106,6 +106,7 @@ class LanguagePool:
         metrics.POOL_MISSES.labels(self.language.id).inc()
         # A burst outruns the smoothed rate: grow now, by one per miss.
         self.target = min(self.max_size, max(self.target, self.rate_based_size(now)) + 1)
+        metrics.POOL_TARGET.labels(self.language.id).set(self.target)
         self._last_miss = now
         self._changed()
         return None
