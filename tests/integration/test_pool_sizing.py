@@ -118,3 +118,49 @@ async def test_a_steady_rate_sizes_the_pool_and_idle_shrinks_it(pools: PoolManag
     print(f"idle: target {pool.target} at rate {pool.arrivals.rate(time.monotonic()):.2f}/s")
     assert counted("streamworker_pool_target_containers") == MIN_SIZE
     assert counted("streamworker_pool_arrival_rate") < rate, "the estimate decays"
+
+
+BURST = 24
+CONCURRENCY = 4
+"""The worker's default: at most this many runs hold a container at once."""
+RUN_S = 0.3
+
+
+async def run_one(pool: LanguagePool, slots: asyncio.Semaphore, wait_s: float) -> None:
+    """A run as the worker makes one: a slot, a container, some work, the removal."""
+    async with slots:
+        pooled = await pool.acquire(wait_s)
+        await asyncio.sleep(RUN_S)
+        if pooled is not None:
+            remove_later(pooled)
+
+
+def waits(outcome: str) -> float:
+    return (
+        metrics.REGISTRY.get_sample_value(
+            "streamworker_pool_wait_duration_seconds_count",
+            {"language": "python", "outcome": outcome},
+        )
+        or 0.0
+    )
+
+
+async def test_a_burst_is_met_by_misses_that_grow_the_pool_and_wait_for_it(
+    pools: PoolManager,
+) -> None:
+    """A burst at the worker's concurrency: every take is a hit or a miss, every miss
+    is served by the pool or runs cold, and the misses raise the target at once."""
+    pool = pools.pools["python"]
+    names = ("hits_total", "misses_total")
+    before = [counted(f"streamworker_pool_{n}") for n in names] + [waits("served"), waits("cold")]
+    slots = asyncio.Semaphore(CONCURRENCY)
+    await asyncio.gather(*(run_one(pool, slots, pools.settings.pool_wait_s) for _ in range(BURST)))
+    after = [counted(f"streamworker_pool_{n}") for n in names] + [waits("served"), waits("cold")]
+    hits, misses, served, cold = (a - b for a, b in zip(after, before, strict=True))
+    rate = pool.arrivals.rate(time.monotonic())
+    print(f"burst {BURST} at concurrency {CONCURRENCY}: hits {hits:.0f} misses {misses:.0f}")
+    print(f"waits served {served:.0f} cold {cold:.0f}; target {pool.target} rate {rate:.2f}/s")
+    assert hits + misses == BURST
+    assert served + cold == misses
+    assert misses > 0, "the burst is faster than a pool of one"
+    assert pool.target > MIN_SIZE, "each miss raised the target at once"
