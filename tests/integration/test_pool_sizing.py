@@ -154,11 +154,16 @@ async def test_a_burst_is_met_by_misses_that_grow_the_pool_and_wait_for_it(
     names = ("hits_total", "misses_total")
     before = [counted(f"streamworker_pool_{n}") for n in names] + [waits("served"), waits("cold")]
     slots = asyncio.Semaphore(CONCURRENCY)
+    began = time.monotonic()
     await asyncio.gather(*(run_one(pool, slots, pools.settings.pool_wait_s) for _ in range(BURST)))
     after = [counted(f"streamworker_pool_{n}") for n in names] + [waits("served"), waits("cold")]
     hits, misses, served, cold = (a - b for a, b in zip(after, before, strict=True))
     rate = pool.arrivals.rate(time.monotonic())
-    print(f"burst {BURST} at concurrency {CONCURRENCY}: hits {hits:.0f} misses {misses:.0f}")
+    took = time.monotonic() - began
+    print(
+        f"burst {BURST} at concurrency {CONCURRENCY} in {took:.1f} s (no wait: "
+        f"{BURST * RUN_S / CONCURRENCY:.1f} s): hits {hits:.0f} misses {misses:.0f}"
+    )
     print(f"waits served {served:.0f} cold {cold:.0f}; target {pool.target} rate {rate:.2f}/s")
     assert hits + misses == BURST
     assert served + cold == misses
