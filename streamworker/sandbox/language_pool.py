@@ -76,7 +76,8 @@ class LanguagePool:
         self._task: asyncio.Task[None] | None = None
         self.arrivals = ArrivalRate()
         self.refill = RefillTime()
-        self._last_miss = time.monotonic()
+        self._quiet_since = time.monotonic()
+        """The last miss or shrink step: the target steps down once per idle-shrink period."""
         self._image_id: str | None = None
         self._image_checked = -math.inf
         self._failure: BaseException | None = None
@@ -107,7 +108,7 @@ class LanguagePool:
         # A burst outruns the smoothed rate: grow now, by one per miss.
         self.target = min(self.max_size, max(self.target, self.rate_based_size(now)) + 1)
         metrics.POOL_TARGET.labels(self.language.id).set(self.target)
-        self._last_miss = now
+        self._quiet_since = now
         self._changed()
         return None
 
@@ -261,9 +262,9 @@ class LanguagePool:
         sized = self.rate_based_size(now)
         if self.target < sized:
             self.target = sized
-        elif self.target > sized and now - self._last_miss > self.settings.pool_idle_shrink_s:
+        elif self.target > sized and now - self._quiet_since > self.settings.pool_idle_shrink_s:
             self.target -= 1
-            self._last_miss = now
+            self._quiet_since = now
         metrics.POOL_TARGET.labels(self.language.id).set(self.target)
         metrics.POOL_ARRIVAL_RATE.labels(self.language.id).set(self.arrivals.rate(now))
         while len(self._ready) > self.target:
