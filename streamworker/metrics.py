@@ -141,6 +141,18 @@ POOL_SIZE = Gauge(
     ["language"],
     registry=REGISTRY,
 )
+POOL_TARGET = Gauge(
+    "streamworker_pool_target_containers",
+    "Warm containers a pool keeps ready or in creation (rate-based size, raised by misses).",
+    ["language"],
+    registry=REGISTRY,
+)
+POOL_ARRIVAL_RATE = Gauge(
+    "streamworker_pool_arrival_rate",
+    "Takes per second a pool sizes itself for (exponentially weighted, decays when idle).",
+    ["language"],
+    registry=REGISTRY,
+)
 POOL_HITS = Counter(
     "streamworker_pool_hits",
     "Submissions that took a warm container.",

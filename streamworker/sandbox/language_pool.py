@@ -1,8 +1,11 @@
 """The warm pool of one language: ready containers, waiters, and the refill loop.
 
 A container costs ~200 ms to create and start; a pooled one is taken in microseconds.
-Each pool refills in the background; its target size grows on misses and shrinks when
-idle, within [min, max] (min may be 0). `PoolManager` (in `pool`) owns the pools.
+Each pool refills in the background. Its target size follows the observed take rate
+(`pool_sizing`: rate times refill time, plus a spare), a miss raises it at once, and what
+misses added is given back one container per idle-shrink period without a miss, never
+below the rate-based size; all within [min, max] (min may be 0). `PoolManager` (in
+`pool`) owns the pools.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from streamworker.languages.registry import Language
 from streamworker.sandbox.calls import INSPECT_TIMEOUT_S, docker_call
 from streamworker.sandbox.container import start_served
 from streamworker.sandbox.policy import max_time_budget_s, pool_policy
+from streamworker.sandbox.pool_sizing import (
+    ArrivalRate,
+    RefillTime,
+    creates_in_flight,
+    target_size,
+)
 from streamworker.sandbox.pooled import PooledContainer, remove_later, remove_pooled
 from streamworker.sandbox.reaper import POOL_NAME_PREFIX, POOL_ORPHAN_SLACK_S
 from streamworker.sandbox.spec import (
@@ -65,7 +74,10 @@ class LanguagePool:
         self._waiters: deque[asyncio.Future[PooledContainer | None]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._last_take = time.monotonic()
+        self.arrivals = ArrivalRate()
+        self.refill = RefillTime()
+        self._quiet_since = time.monotonic()
+        """The last miss or shrink step: the target steps down once per idle-shrink period."""
         self._image_id: str | None = None
         self._image_checked = -math.inf
         self._failure: BaseException | None = None
@@ -83,7 +95,8 @@ class LanguagePool:
 
     def take(self) -> PooledContainer | None:
         """A ready container, or None (a miss: the caller runs cold, the pool grows)."""
-        self._last_take = time.monotonic()
+        now = time.monotonic()
+        self.arrivals.arrive(now)
         while self._ready:
             pooled = self._ready.popleft()
             if time.monotonic() - pooled.created_monotonic < self.settings.pool_max_idle_s:
@@ -92,7 +105,10 @@ class LanguagePool:
                 return pooled
             self._discard(pooled)  # too old for its deadline label: recycle
         metrics.POOL_MISSES.labels(self.language.id).inc()
-        self.target = min(self.max_size, self.target + 1)
+        # A burst outruns the smoothed rate: grow now, by one per miss.
+        self.target = min(self.max_size, max(self.target, self.rate_based_size(now)) + 1)
+        metrics.POOL_TARGET.labels(self.language.id).set(self.target)
+        self._quiet_since = now
         self._changed()
         return None
 
@@ -187,11 +203,12 @@ class LanguagePool:
                         raise failure
                     await self._check_image()
                     self._recycle_old()
-                    self._shrink_when_idle()
+                    self._resize()
                     missing = self.target + self.waiting - len(self._ready) - len(creating)
                     # Two at a time (up to four while runs wait): enough to keep up with
-                    # a burst, not enough to thrash.
-                    parallel = max(2, min(4, self.waiting))
+                    # a burst, not enough to thrash; more only when the observed rate
+                    # needs more replacements under way than that (Little's law).
+                    parallel = max(2, min(4, self.waiting), self._creates_needed())
                     while missing > 0 and len(creating) < parallel:
                         task = asyncio.create_task(self._add())
                         creating.add(task)
@@ -214,7 +231,9 @@ class LanguagePool:
     async def _add(self) -> None:
         began = time.monotonic()
         pooled = await self._create()
-        metrics.POOL_REFILL_SECONDS.labels(self.language.id).observe(time.monotonic() - began)
+        elapsed = time.monotonic() - began
+        self.refill.observe(elapsed)
+        metrics.POOL_REFILL_SECONDS.labels(self.language.id).observe(elapsed)
         if not self._hand_over(pooled):
             self._ready.append(pooled)
         self._changed()
@@ -227,11 +246,27 @@ class LanguagePool:
             self._ready.remove(pooled)
             self._discard(pooled)
 
-    def _shrink_when_idle(self) -> None:
-        idle = time.monotonic() - self._last_take
-        if idle > self.settings.pool_idle_shrink_s and self.target > self.min_size:
+    def rate_based_size(self, now: float) -> int:
+        """The size the observed take rate and refill time call for (`pool_sizing`)."""
+        rate = self.arrivals.rate(now)
+        return target_size(rate, self.refill.seconds, self.min_size, self.max_size)
+
+    def _creates_needed(self) -> int:
+        rate = self.arrivals.rate(time.monotonic())
+        return min(self.target, creates_in_flight(rate, self.refill.seconds))
+
+    def _resize(self) -> None:
+        """Follow the rate-based size: up at once; above it, give back one container per
+        idle-shrink period without a miss (an idle pool has none), never below it."""
+        now = time.monotonic()
+        sized = self.rate_based_size(now)
+        if self.target < sized:
+            self.target = sized
+        elif self.target > sized and now - self._quiet_since > self.settings.pool_idle_shrink_s:
             self.target -= 1
-            self._last_take = time.monotonic()
+            self._quiet_since = now
+        metrics.POOL_TARGET.labels(self.language.id).set(self.target)
+        metrics.POOL_ARRIVAL_RATE.labels(self.language.id).set(self.arrivals.rate(now))
         while len(self._ready) > self.target:
             self._discard(self._ready.pop())
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 import aiodocker
 import pytest
 
+from streamworker import metrics
 from streamworker.contract import decode_submission
 from streamworker.judge import run_limits_for, session_request
 from streamworker.languages.registry import get_language
@@ -17,6 +19,7 @@ from streamworker.sandbox.container import remove_container, wait_gone
 from streamworker.sandbox.language_pool import LanguagePool
 from streamworker.sandbox.policy import max_time_budget_s, pool_policy, time_budget_s
 from streamworker.sandbox.pool import fits
+from streamworker.sandbox.pool_sizing import ArrivalRate, RefillTime
 from streamworker.sandbox.pooled import PooledContainer
 from streamworker.sandbox.spec import ContainerPolicy
 from streamworker.settings import Settings
@@ -175,8 +178,8 @@ class _FakeDocker:
 class _FakePool(LanguagePool):
     """A pool whose containers appear when the test releases them (no Docker)."""
 
-    def __init__(self, min_size: int = 0, max_size: int = 4) -> None:
-        settings = Settings(pool_check_interval_s=60.0)
+    def __init__(self, min_size: int = 0, max_size: int = 4, idle_shrink_s: float = 60.0) -> None:
+        settings = Settings(pool_check_interval_s=60.0, pool_idle_shrink_s=idle_shrink_s)
         docker = _FakeDocker()
         super().__init__(docker, settings, get_language("python"), "img", min_size, max_size)  # type: ignore[arg-type]
         self.fake_docker = docker
@@ -284,4 +287,86 @@ async def test_an_image_change_replaces_the_ready_containers(
             break
     assert pool.discarded == old
     assert {p.image_id for p in pool._ready} == {"sha256:two"}
+    await pool.drain()
+
+
+class _FixedRefill(RefillTime):
+    """Creates that take `seconds` as far as sizing knows (the fake ones take none)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def observe(self, seconds: float) -> None:
+        return None
+
+
+def _steady_takes(pool: LanguagePool, rate: float, seconds: float) -> None:
+    """Feed the pool's estimator a history of steady takes ending now."""
+    now = time.monotonic()
+    count = round(rate * seconds)
+    for i in range(count):
+        pool.arrivals.arrive(now - (count - 1 - i) / rate)
+
+
+async def _until(pool: _FakePool, done: Callable[[], bool], tries: int = 200) -> None:
+    """Wake the refill loop until `done` (it re-sizes on every wake)."""
+    for _ in range(tries):
+        pool._changed()
+        await asyncio.sleep(0.01)
+        if done():
+            return
+
+
+async def test_the_target_follows_the_observed_take_rate() -> None:
+    pool = _FakePool(min_size=1, max_size=8)
+    for _ in range(16):
+        pool.release.release()
+    pool.refill = _FixedRefill(0.5)
+    pool.start()
+    await _until(pool, lambda: pool.size == 1)
+    assert pool.target == 1, "no takes yet: the minimum"
+    _steady_takes(pool, rate=4.0, seconds=120.0)
+    # 4 takes/s, 0.5 s per refill: 2 under way plus a spare of sqrt(2), rounded up.
+    await _until(pool, lambda: pool.size == 4)
+    assert pool.target == pool.rate_based_size(time.monotonic()) == 4
+    assert pool.size == 4
+    await pool.drain()
+
+
+async def test_a_miss_grows_at_once_and_idle_shrinking_stops_at_the_rate_based_size() -> None:
+    pool = _FakePool(min_size=1, max_size=8, idle_shrink_s=0.02)
+    pool.refill = _FixedRefill(0.5)
+    _steady_takes(pool, rate=4.0, seconds=120.0)
+    sized = pool.rate_based_size(time.monotonic())
+    assert sized == 4
+    for expected in (5, 6, 7):  # nothing ready (no container released): misses
+        assert pool.take() is None
+        assert pool.target == expected
+    pool.start()
+    await _until(pool, lambda: pool.target == sized)
+    assert pool.target == sized
+    # ~15 idle-shrink periods without a miss: the rate holds, so no lower.
+    await _until(pool, lambda: pool.target < sized, tries=30)
+    assert pool.target == sized
+    pool.arrivals = ArrivalRate()  # the takes stop and the estimate forgets them
+    await _until(pool, lambda: pool.target == pool.min_size)
+    assert pool.target == pool.min_size == 1
+    await pool.drain()
+
+
+async def test_the_pool_publishes_its_target_and_arrival_rate() -> None:
+    pool = _FakePool(min_size=1, max_size=8)
+    pool.refill = _FixedRefill(0.5)
+    _steady_takes(pool, rate=4.0, seconds=120.0)
+    pool.start()
+    await _until(pool, lambda: pool.target == 4)
+    target = metrics.REGISTRY.get_sample_value(
+        "streamworker_pool_target_containers", {"language": "python"}
+    )
+    rate = metrics.REGISTRY.get_sample_value(
+        "streamworker_pool_arrival_rate", {"language": "python"}
+    )
+    assert target == 4
+    assert rate == pytest.approx(4.0, rel=0.05)
     await pool.drain()
