@@ -51,7 +51,8 @@ def _mark_stmt(dialect: str) -> Any:
     )
 
 
-def _event_row(record: AuditRecord) -> dict[str, Any]:
+def insert_row(record: AuditRecord) -> dict[str, Any]:
+    """The `audit_events` row of a record (one mapping for the batched and single insert)."""
     return {
         "event_id": record.event_id,
         "submission_id": record.submission_id,
@@ -70,7 +71,7 @@ def append_events(conn: Connection, dialect: str, records: Sequence[AuditRecord]
     Synchronous: SQLite runs it in one thread hop (`sqlite_lane`), PostgreSQL through
     `AsyncConnection.run_sync`.
     """
-    result = conn.execute(_append_stmt(dialect), [_event_row(r) for r in records])
+    result = conn.execute(_append_stmt(dialect), [insert_row(r) for r in records])
     new_ids = set(result.scalars())
     inserted, seen = [], set()
     for record in records:

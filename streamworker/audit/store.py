@@ -34,6 +34,7 @@ from streamworker.audit.pending import (
     append_events,
     count_marks,
     defer_mark,
+    insert_row,
     take_marks,
 )
 from streamworker.audit.projecting import (
@@ -169,15 +170,7 @@ class AuditStore:
     async def _insert_event(self, conn: AsyncConnection, record: AuditRecord) -> bool:
         stmt = (
             self._upsert(audit_events)
-            .values(
-                event_id=record.event_id,
-                submission_id=record.submission_id,
-                kind=str(record.kind),
-                attempt=record.attempt,
-                worker_id=record.worker_id,
-                occurred_at=record.occurred_at,
-                payload=dict(record.payload),
-            )
+            .values(insert_row(record))
             .on_conflict_do_nothing(index_elements=[audit_events.c.event_id])
             .returning(audit_events.c.id)
         )
