@@ -51,6 +51,7 @@ class _Reader:
     record and says when it came."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings = settings
         self.consumer = AIOKafkaConsumer(
             **aiokafka_kwargs(settings),
             isolation_level="read_committed",
@@ -60,8 +61,8 @@ class _Reader:
         )
         self.partition = TopicPartition(topic, 0)
 
-    async def start(self, settings: Settings) -> None:
-        await kafka_security.start(settings, self.consumer)
+    async def start(self) -> None:
+        await kafka_security.start(self.settings, self.consumer)
         self.consumer.assign([self.partition])
         await self.consumer.seek_to_end(self.partition)
 
@@ -92,7 +93,7 @@ async def measure(settings: Settings, count: int) -> tuple[Phase, Phase]:
             await txn.begin_transaction()
             await txn.send_and_wait(topic, b"warm-up", partition=0)
             await txn.commit_transaction()
-            await reader.start(settings)
+            await reader.start()
             for i in range(count):
                 began = time.perf_counter()
                 waiting = asyncio.ensure_future(reader.next_arrival())

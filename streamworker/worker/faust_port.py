@@ -88,8 +88,9 @@ class FaustPort:
         # Faust's commit() returns without committing when another commit (its interval
         # commit) is running: that one took its offsets before our acks, which would then
         # wait for the next interval. Wait it out, then commit ours.
-        while await consumer.maybe_wait_for_commit_to_finish():
-            pass
+        waited = True
+        while waited:  # another commit may start while we wait for one
+            waited = await consumer.maybe_wait_for_commit_to_finish()
         await consumer.commit()
 
     async def ack(self, token: AckToken) -> None:
