@@ -74,12 +74,7 @@ test-unit: install
 
 test: install lint
 	bash dev/stack.sh up
-	bash dev/stack.sh up-kafka-secure
-	bash dev/stack.sh up-postgres-tls
-	bash dev/packaging/install-tools.sh
-	bash dev/packaging/build-worker-image.sh
-	$(SW) images build $(TEST_LANGUAGES)
-	$(VENV)/bin/python dev/dind/build.py
+	TEST_LANGUAGES="$(TEST_LANGUAGES)" bash dev/test-prepare.sh
 	STREAMWORKER_REQUIRE_STACK=1 $(VENV)/bin/pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
 fmt: install

@@ -1,4 +1,4 @@
-"""The image builder's Docker I/O: connect, inspect, import a root filesystem, label, run.
+"""The image builder's Docker I/O: connect, inspect, import, run a build step, label.
 
 Every request the builder makes to Docker goes through here, so the orchestration
 (`streamworker.images.builder`) reads as plain steps and `recipe` stays pure.
@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import io
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiodocker
@@ -25,6 +25,8 @@ from streamworker.sandbox.spec import ContainerPolicy, container_config, sandbox
 from streamworker.settings import Settings
 
 VERSION_TIMEOUT_S = 120.0
+STEP_TIMEOUT_S = 1800.0
+"""A build step (an apt-get install of a JDK or GHC) may take minutes, not hours."""
 IMAGE_FAILURES = (ImageBuildError, aiodocker.DockerError, aiohttp.ClientError)
 """What one image's build may raise without spoiling the others' builds."""
 
@@ -80,6 +82,60 @@ async def import_rootfs(docker: aiodocker.Docker, body: AsyncIterator[bytes]) ->
     if not image_id.startswith("sha256:"):
         raise ImageBuildError(f"docker import gave no image id: {text[-300:]}")
     return image_id
+
+
+async def run_step(
+    docker: aiodocker.Docker,
+    image: str,
+    script: str,
+    *,
+    binds: list[str],
+    on_line: Callable[[str], None],
+    commit: bool,
+) -> str:
+    """Run `script` as root in a container of `image`; the committed image's id, or "".
+
+    Host networking: the mirror is the one this machine's apt reaches, which may be a
+    proxy on its loopback. `binds` are host paths (the deb cache, the package lists), so
+    the daemon must share this machine's file system: the socket or a local TCP daemon.
+    Every output line goes to `on_line`; a non-zero exit is an `ImageBuildError` with
+    the output's tail.
+    """
+    config: dict[str, Any] = {
+        "Image": image,
+        "Cmd": ["sh", "-c", script],
+        "User": "0:0",
+        "HostConfig": {"NetworkMode": "host", "Binds": binds, "Init": True},
+    }
+    container = await docker.containers.create(config)
+    tail: list[str] = []
+
+    async def relay() -> None:
+        async for chunk in container.log(stdout=True, stderr=True, follow=True):
+            for line in chunk.splitlines():
+                tail.append(line)
+                del tail[:-40]
+                on_line(line)
+
+    try:
+        await container.start()
+        status, _ = await asyncio.wait_for(
+            asyncio.gather(container.wait(), relay()), STEP_TIMEOUT_S
+        )
+        if status.get("StatusCode") != 0:
+            raise ImageBuildError(
+                f"build step exited {status.get('StatusCode')}:\n" + "\n".join(tail)
+            )
+        if not commit:
+            return ""
+        # The step's command is not the image's: the sandbox always sets its own.
+        committed = await container.commit(changes=['CMD ["/bin/sh"]'], pause=False)
+        return str(committed["Id"])
+    except TimeoutError as exc:
+        raise ImageBuildError(f"build step took over {STEP_TIMEOUT_S:.0f} s") from exc
+    finally:
+        with contextlib.suppress(aiodocker.DockerError):
+            await container.delete(force=True)
 
 
 async def run_version(

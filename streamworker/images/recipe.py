@@ -1,13 +1,19 @@
-"""What goes into a runtime image, computed without I/O: hashes, argv, tarballs, labels.
+"""What goes into a runtime image, computed without I/O: hashes, argv, scripts, labels.
 
-`mmdebstrap --variant=essential --include=<packages>` writes a root filesystem as a tar
-stream that goes straight into Docker's import API. A hook copies in the trusted helper
-`sw-run`. A second, metadata-only build step adds the labels (`finish_context`).
+Images are layered so that what every language shares is made once:
+1. the Debian base: `mmdebstrap --variant=essential --include=apt` writes a root
+   filesystem as a tar stream into Docker's import API (`base_mmdebstrap_argv`); built
+   once per suite and builder version, not per language;
+2. the language layer: a container of the base runs `install_script` (apt-get install of
+   the language's packages from a shared deb cache, its setup commands, the trim) and is
+   committed; only the language's own files are in that layer;
+3. the finish: a metadata-only build copies in the trusted helper `sw-run` and adds the
+   labels (`finish_context`).
 
 The recipe hash (packages, setup, suite, helper source, builder version) is stored as a
-label: an image whose label matches is not rebuilt. When only the helper changed, the
-helper is re-copied onto the imported base instead of bootstrapping Debian again; the
-base hash (everything but the helper) tells the two cases apart.
+label: an image whose label matches is not rebuilt. When only the helper changed, step 3
+is redone on the existing language layer; the base hash (everything but the helper)
+tells the two cases apart.
 """
 
 from __future__ import annotations
@@ -25,27 +31,58 @@ from typing import Any
 from streamworker.languages.registry import Language
 from streamworker.sandbox.helper import HELPER_PATH
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 LABEL = "org.streamworker."
-# Docs, man pages and translations are dead weight in a sandbox. Deleted after install
-# rather than skipped with dpkg's path-exclude: that makes mmdebstrap pipe every
-# essential package through a Python tar filter (+15 s per image) and breaks postinsts
-# that expect /usr/share/man (openjdk's update-alternatives).
-TRIM_HOOK = (
-    'find "$1/usr/share/doc" -type f ! -name copyright -delete; '
-    'rm -rf "$1/usr/share/man" "$1/usr/share/info" "$1/usr/share/locale" '
-    '"$1/usr/share/lintian" "$1/var/log/"*.log "$1/var/cache/debconf/"*-old '
-    '"$1/var/lib/dpkg/"*-old'
+BASE_PACKAGES = ("apt",)
+"""On top of Essential in the shared base: what installs the languages' packages."""
+_APT_OPTIONS = (
+    "-o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -o Acquire::Retries=3 "
+    "-o Dpkg::Options::=--force-unsafe-io"
 )
 
 # Merged /usr by symlinks (as debootstrap does) instead of the usrmerge package, which
 # would drag full Perl (~50 MB) into every image. Ships with mmdebstrap >= 1.3.
 MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/maybe-merged-usr"
-# mmdebstrap's lines worth showing while building; hooks and checks are noise.
+# mmdebstrap's lines and the install script's own worth showing while building.
 _STEP_LINES = tuple(
     f"I: {step}"
-    for step in ("running apt-get update", "downloading", "extracting", "installing", "success")
+    for step in (
+        "running apt-get update",
+        "downloading",
+        "extracting",
+        "installing",
+        "running setup",
+        "trimming",
+        "success",
+    )
 )
+
+
+def trim_script(root: str) -> str:
+    """Shell: delete docs, man pages, translations and logs under `root` ("" for /).
+
+    Dead weight in a sandbox. Deleted after install rather than skipped with dpkg's
+    path-exclude: that makes mmdebstrap pipe every essential package through a Python tar
+    filter (+15 s per image) and breaks postinsts that expect /usr/share/man (openjdk's
+    update-alternatives). Best effort: a path that is not there is fine.
+    """
+    return (
+        f'find "{root}/usr/share/doc" -type f ! -name copyright -delete 2>/dev/null; '
+        f'rm -rf "{root}/usr/share/man" "{root}/usr/share/info" "{root}/usr/share/locale" '
+        f'"{root}/usr/share/lintian" "{root}/var/log/"*.log "{root}/var/log/apt" '
+        f'"{root}/var/cache/debconf/"*-old "{root}/var/lib/dpkg/"*-old '
+        f'"{root}/var/cache/apt/"*.bin; true'
+    )
+
+
+def base_ref(image_prefix: str, suite: str) -> str:
+    """The shared Debian base's tag, next to the languages' images."""
+    return f"{image_prefix}/debian-base:{suite}"
+
+
+def debian_base_hash(suite: str) -> str:
+    """The shared base: a change means bootstrapping Debian again, once."""
+    return _hash(BUILDER_VERSION, suite, "debian-base", *BASE_PACKAGES)
 
 
 def base_hash(lang: Language, suite: str) -> str:
@@ -62,40 +99,61 @@ def _hash(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def mmdebstrap_argv(
-    lang: Language,
-    *,
-    suite: str,
-    sources: list[str],
-    helper_tar: Path,
-    apt_cache: Path,
-    apt_incoming: Path,
+def base_mmdebstrap_argv(
+    *, suite: str, sources: list[str], apt_cache: Path, apt_incoming: Path
 ) -> list[str]:
-    """The mmdebstrap command writing `lang`'s root filesystem as a tar to stdout.
+    """The mmdebstrap command writing the shared base's root filesystem as a tar to stdout.
 
     Cached .debs are hard-linked in from `apt_cache` (copied across file systems) and the
-    ones used are linked out to `apt_incoming`, so a package shared by several images (a
-    compiler, a JDK) is downloaded once. mmdebstrap's cleanup keeps them out of the image.
+    ones used are linked out to `apt_incoming`; mmdebstrap's cleanup keeps them out of the
+    image. The sources given become the base's own `/etc/apt/sources.list`.
     """
-    archives = '"$1/var/cache/apt/archives"'
-    argv = [
+    archives, trim = '"$1/var/cache/apt/archives"', trim_script("$1")
+    return [
         "mmdebstrap",
         "--variant=essential",
         "--format=tar",
         "--skip=essential/unlink",
         f"--hook-dir={MERGED_USR_HOOKS}",
-    ]
-    if lang.packages:
-        argv.append("--include=" + ",".join(lang.packages))
-    argv += [
+        "--include=" + ",".join(BASE_PACKAGES),
         f"--setup-hook=mkdir -p {archives}; {_link_debs(str(apt_cache), archives)}",
         f"--customize-hook=mkdir -p {shlex.quote(str(apt_incoming))}; "
         + _link_debs(archives, shlex.quote(str(apt_incoming))),
-        f"--customize-hook=tar-in {helper_tar} /",
+        f"--customize-hook={trim}",
+        suite,
+        "-",
+        *sources,
     ]
-    argv += [f'--customize-hook=chroot "$1" sh -c {shlex.quote(cmd)}' for cmd in lang.setup]
-    argv += [f"--customize-hook={TRIM_HOOK}", suite, "-", *sources]
-    return argv
+
+
+APT_UPDATE_SCRIPT = f"echo 'I: running apt-get update'; apt-get update -q {_APT_OPTIONS}"
+"""Run in a base container with the shared lists directory mounted: once per build."""
+
+
+def install_script(lang: Language) -> str:
+    """Shell run as root in a container of the base, whose result is the language layer.
+
+    Installs without Recommends (as mmdebstrap's `--include` did), runs the setup
+    commands, trims, and clears every setuid/setgid bit (the sandbox runs with
+    no-new-privileges; without the bits a privilege escalation has nothing to start from).
+    """
+    lines = ["set -e", "export DEBIAN_FRONTEND=noninteractive"]
+    if lang.packages:
+        packages = " ".join(shlex.quote(p) for p in lang.packages)
+        lines += [
+            f"echo {shlex.quote('I: installing ' + ', '.join(lang.packages))}",
+            f"apt-get install -y -q --no-install-recommends {_APT_OPTIONS} {packages}",
+        ]
+    for cmd in lang.setup:
+        lines += [f"echo {shlex.quote('I: running setup: ' + cmd)}", f"sh -c {shlex.quote(cmd)}"]
+    lines += [
+        "set +e",
+        "echo 'I: trimming'",
+        trim_script(""),
+        "find / -xdev -type f -perm /6000 -exec chmod ug-s {} +",
+        "echo 'I: success'",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _link_debs(src: str, dst: str) -> str:
@@ -112,20 +170,6 @@ def is_step_line(line: str) -> bool:
     return line.startswith(("W:", "E:")) or line.startswith(_STEP_LINES)
 
 
-def helper_tarball(helper: bytes) -> bytes:
-    """A tar holding the helper at its in-image path, root-owned, mode 0755."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for directory in ("opt", "opt/streamworker"):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        info = tarfile.TarInfo(HELPER_PATH.lstrip("/"))
-        info.size, info.mode = len(helper), 0o755
-        tar.addfile(info, io.BytesIO(helper))
-    return buf.getvalue()
-
-
 def build_context(dockerfile: str, files: Mapping[str, tuple[bytes, int]]) -> bytes:
     """A `docker build` context: the Dockerfile plus `files` (name → (data, mode))."""
     buf = io.BytesIO()
@@ -138,7 +182,8 @@ def build_context(dockerfile: str, files: Mapping[str, tuple[bytes, int]]) -> by
 
 
 def finish_context(base_id: str, labels: Mapping[str, str], helper: bytes | None) -> bytes:
-    """The context that tags `base_id` plus labels (and a fresh helper): metadata only."""
+    """The context that tags `base_id` plus labels (and the helper, for a language's
+    image; the shared base has none): metadata and one small layer."""
     dockerfile = f"FROM {base_id}\n"
     files: dict[str, tuple[bytes, int]] = {}
     if helper is not None:

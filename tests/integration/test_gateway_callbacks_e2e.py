@@ -60,7 +60,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     rx = Receiver()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", rx.handle)
-    runner = web.AppRunner(app)
+    # The silent path's handler never returns: do not wait aiohttp's default 60 s for it.
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", rx.port).start()
     yield rx

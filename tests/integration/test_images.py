@@ -1,4 +1,5 @@
-"""Build a real runtime image with mmdebstrap and Docker; check the cache and the labels."""
+"""Build real runtime images (a shared mmdebstrap base, committed language layers); check
+the cache, the sharing, the labels and the image's contents."""
 
 from __future__ import annotations
 
@@ -81,6 +82,20 @@ async def test_build_cache_refresh_and_list(
     assert len(labels[LABEL + "recipe-hash"]) == 16
     mode = await _run(first.image, ["stat", "-c", "%a %u", "/opt/streamworker/sw-run"])
     assert mode.strip() == "755 0"
+    setuid = await _run(first.image, ["sh", "-c", "find / -xdev -type f -perm /6000 2>/dev/null"])
+    assert setuid.strip() == "", f"setuid/setgid files in the sandbox image: {setuid}"
+    assert any(line.startswith("[base] built in") for line in lines)
+
+    # A second language reuses the shared Debian base instead of bootstrapping again.
+    lines.clear()
+    [bash] = await builder.build_images(["bash"], settings=settings, progress=lines.append)
+    assert bash.ok and bash.action == "built", bash.error
+    assert not any("bootstrapping" in line for line in lines), lines
+    async with aiodocker.Docker() as docker:
+        base = await docker.images.inspect(f"{settings.image_prefix}/debian-base:bookworm")
+        python_layers = (await docker.images.inspect(first.image))["RootFS"]["Layers"]
+        bash_layers = (await docker.images.inspect(bash.image))["RootFS"]["Layers"]
+    assert python_layers[0] == bash_layers[0] == base["RootFS"]["Layers"][0]
 
     # A changed helper re-copies the helper onto the same Debian base: no bootstrap.
     monkeypatch.setattr(builder, "helper_source_hash", lambda: "0123456789abcdef")

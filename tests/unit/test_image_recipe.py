@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shlex
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from streamworker.images import mirror, recipe
-from streamworker.languages.registry import get_language
+from streamworker.languages.registry import get_language, load_registry
 from streamworker.sandbox.helper import HELPER_PATH
 
 
@@ -29,32 +30,45 @@ def test_recipe_hash_follows_what_goes_into_the_image() -> None:
     assert recipe.base_hash(lang, "bookworm") == recipe.base_hash(lang, "bookworm")
 
 
-def test_mmdebstrap_argv() -> None:
-    lang = dataclasses.replace(get_language("cpp"), setup=("echo hi > /etc/x",))
-    argv = recipe.mmdebstrap_argv(
-        lang,
+def test_base_mmdebstrap_argv() -> None:
+    argv = recipe.base_mmdebstrap_argv(
         suite="bookworm",
         sources=["deb http://m/debian bookworm main"],
-        helper_tar=Path("/d/helper.tar"),
         apt_cache=Path("/d/apt-cache"),
         apt_incoming=Path("/d/in"),
     )
-    assert argv[0] == "mmdebstrap" and "--include=g++" in argv
+    assert argv[:2] == ["mmdebstrap", "--variant=essential"]
+    assert "--include=apt" in argv
     assert argv[-3:] == ["bookworm", "-", "deb http://m/debian bookworm main"]
-    assert "--customize-hook=tar-in /d/helper.tar /" in argv
-    assert """--customize-hook=chroot "$1" sh -c 'echo hi > /etc/x'""" in argv
-    assert not any("--include" in a for a in recipe.mmdebstrap_argv(
-        get_language("bash"), suite="bookworm", sources=[], helper_tar=Path("/h"),
-        apt_cache=Path("/c"), apt_incoming=Path("/i"),
-    ))  # fmt: skip
+    assert any(a.startswith("--setup-hook=") and "/d/apt-cache/*.deb" in a for a in argv)
+    assert any(a.startswith("--customize-hook=") and '"$1/usr/share/man"' in a for a in argv)
 
 
-def test_helper_tarball_is_root_owned_and_executable() -> None:
-    with tarfile.open(fileobj=io.BytesIO(recipe.helper_tarball(b"\x7fELF-ish"))) as tar:
-        member = tar.getmember(HELPER_PATH.lstrip("/"))
-        assert (member.mode, member.uid, member.gid) == (0o755, 0, 0)
-        extracted = tar.extractfile(member)
-        assert extracted is not None and extracted.read() == b"\x7fELF-ish"
+def test_install_script_installs_without_recommends_trims_and_drops_setuid() -> None:
+    lang = dataclasses.replace(get_language("cpp"), setup=("echo 'hi' > /etc/x",))
+    script = recipe.install_script(lang)
+    lines = script.splitlines()
+    assert lines[0] == "set -e"
+    install = next(line for line in lines if line.startswith("apt-get install"))
+    assert "--no-install-recommends" in install and install.endswith(" g++")
+    setup = "sh -c " + shlex.quote("echo 'hi' > /etc/x")
+    # Setup fails the build; trimming is best effort and comes after it.
+    assert lines.index("set +e") > lines.index(setup)
+    assert "chmod ug-s" in script and '"/usr/share/man"' in script
+    assert lines[-1] == "echo 'I: success'"
+    assert "apt-get install" not in recipe.install_script(get_language("bash"))
+
+
+def test_install_script_quotes_hostile_package_names() -> None:
+    lang = dataclasses.replace(get_language("bash"), packages=("x; rm -rf /",))
+    assert "'x; rm -rf /'" in recipe.install_script(lang)
+
+
+def test_the_shared_base_has_a_tag_no_language_can_take() -> None:
+    ref = recipe.base_ref("streamworker-runtime", "bookworm")
+    assert ref == "streamworker-runtime/debian-base:bookworm"
+    assert all(lang_id != "debian-base" for lang_id in load_registry())
+    assert recipe.debian_base_hash("bookworm") != recipe.debian_base_hash("trixie")
 
 
 DEB822 = """\

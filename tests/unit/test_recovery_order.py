@@ -14,6 +14,7 @@ import pytest
 from faust.types import TP
 
 from streamworker.settings import load_settings
+from streamworker.worker import recovery as recovery_module
 from streamworker.worker.app import create_app
 from streamworker.worker.recovery import SeekThenResumeRecovery
 
@@ -49,6 +50,11 @@ def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list
     monkeypatch.setattr(app.flow_control, "resume", lambda: calls.append("clear queues"))
     monkeypatch.setattr(app._fetcher, "maybe_start", fetcher_start)
     monkeypatch.setattr(recovery, "_is_changelog_tp", lambda tp: tp == CHANGELOG)
+
+    async def pause_in_client(_: Any, tps: set[Any]) -> None:
+        calls.append(f"pause in aiokafka {sorted(tp.partition for tp in tps)}")
+
+    monkeypatch.setattr(recovery_module, "pause_in_client", pause_in_client)
     # The unstarted service cannot `wait_first`; the awaited call itself is what counts.
     monkeypatch.setattr(recovery, "_wait", lambda coro, timeout=None: coro)
     for table in app.tables.values():
@@ -73,6 +79,7 @@ async def test_seek_before_queues_are_cleared_and_streams_resumed(
         "flow",
         f"resume {[STREAM]}",  # only now can their events be fetched
         "fetcher",
+        "pause in aiokafka [1]",  # the recovered changelog: no more fetches of it
     ]
     assert app.tables.recovery.completed.is_set()
 
