@@ -31,7 +31,7 @@ from streamworker.sandbox.probe import probe
 from streamworker.sandbox.spec import LABEL_PREFIX
 from streamworker.sandbox.tls import explain_failure
 from streamworker.settings import DockerSettings, Settings, load_settings
-from tests.conftest import need
+from tests.conftest import image_env, need
 from tests.integration.dockerd_util import (
     PYTHON_IMAGE,
     AltDockerd,
@@ -69,7 +69,8 @@ def http_get(url: str) -> tuple[int, bytes]:
 
 def tls_settings(host: str, cert_dir: Path) -> Settings:
     docker = DockerSettings(host=host, tls_verify=True, cert_path=str(cert_dir))
-    return Settings(worker_id="tls-tests", docker=docker)
+    prefix = image_env().get("STREAMWORKER_IMAGE_PREFIX", Settings.image_prefix)
+    return Settings(worker_id="tls-tests", docker=docker, image_prefix=prefix)
 
 
 def cert_dir(path: Path, ca_from: Path, pair_from: Path) -> Path:

@@ -17,7 +17,7 @@ import pytest
 
 from streamworker.settings import load_settings
 from streamworker.worker.topics import ensure_topics
-from tests.conftest import free_port, need
+from tests.conftest import free_port, image_env, need
 from tests.integration.dockerd_util import (
     PYTHON_IMAGE,
     AltDockerd,
@@ -53,6 +53,7 @@ def doctor_env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "STREAMWORKER_TOPIC_DOCKER_HEALTH": f"{tag}.docker-health",
             "STREAMWORKER_DATA_DIR": str(tmp_path / "data"),
             "STREAMWORKER_REQUIRED_LANGUAGES": "python",
+            **image_env(),  # the images a checkout tests with its own prefix
         }
     )
     env.update(extra)
