@@ -83,16 +83,13 @@ class LanguageStatus:
 
 @dataclass(frozen=True)
 class _Plan:
-    """Inputs shared by every language in one `build_images` call."""
+    """Inputs shared by every language in one `build_images` call: the helper, and what
+    the shared base needs too (mirror, caches, force, progress), held once in `base`."""
 
     settings: Settings
-    sources: list[str]
     helper: bytes
     helper_hash: str
-    apt_cache: Path
-    apt_lists: Path
-    force: bool
-    progress: Progress
+    base: BasePlan
 
 
 def _prepare(settings: Settings, force: bool, progress: Progress) -> _Plan:
@@ -104,13 +101,17 @@ def _prepare(settings: Settings, force: bool, progress: Progress) -> _Plan:
         directory.mkdir(parents=True, exist_ok=True)
     return _Plan(
         settings=settings,
-        sources=debian_source_lines(settings.debian_suite, override=settings.debian_mirror),
         helper=helper_binary.read_bytes(),
         helper_hash=helper_source_hash(),
-        apt_cache=apt_cache,
-        apt_lists=apt_lists,
-        force=force,
-        progress=progress,
+        base=BasePlan(
+            image_prefix=settings.image_prefix,
+            suite=settings.debian_suite,
+            sources=debian_source_lines(settings.debian_suite, override=settings.debian_mirror),
+            apt_cache=apt_cache,
+            apt_lists=apt_lists,
+            force=force,
+            progress=progress,
+        ),
     )
 
 
@@ -129,18 +130,7 @@ async def build_images(
     started = time.monotonic()
     gate = asyncio.Semaphore(max(1, jobs))
     async with connected(settings) as docker:
-        base = SharedBase(
-            docker,
-            BasePlan(
-                image_prefix=settings.image_prefix,
-                suite=settings.debian_suite,
-                sources=plan.sources,
-                apt_cache=plan.apt_cache,
-                apt_lists=plan.apt_lists,
-                force=force,
-                progress=progress,
-            ),
-        )
+        base = SharedBase(docker, plan.base)
 
         async def one(lang: Language) -> BuildOutcome:
             async with gate:
@@ -185,7 +175,7 @@ async def _build_one(
         version = labels_of(image).get(LABEL + "version", "")
         done = BuildOutcome(lang.id, ref, action, elapsed_s, size, version, error)
         detail = error or f"{size / 1e6:.0f} MB, {done.version}"
-        plan.progress(f"[{lang.id}] {action} in {elapsed_s:.1f} s: {detail}")
+        plan.base.progress(f"[{lang.id}] {action} in {elapsed_s:.1f} s: {detail}")
         return done
 
     existing = await inspect(docker, ref)
@@ -198,28 +188,30 @@ async def _build_one(
     labels = labels_of(existing)
     suite = plan.settings.debian_suite
     want = recipe_hash(lang, suite, plan.helper_hash)
-    if existing and not plan.force and labels.get(LABEL + "recipe-hash") == want:
+    if existing and not plan.base.force and labels.get(LABEL + "recipe-hash") == want:
         return outcome("cached", existing)
     layer_id, fresh_layer = labels.get(LABEL + "base-image", ""), ""
     try:
         if (
             existing
-            and not plan.force
+            and not plan.base.force
             and labels.get(LABEL + "base-hash") == base_hash(lang, suite)
             and await inspect(docker, layer_id)
         ):
-            plan.progress(f"[{lang.id}] helper changed: refreshing {ref}")
+            plan.base.progress(f"[{lang.id}] helper changed: refreshing {ref}")
             action, version = "refreshed", labels.get(LABEL + "version", "")
         else:
             base_id = await base.image()
-            plan.progress(f"[{lang.id}] building {ref} from {', '.join(lang.packages) or 'base'}")
+            plan.base.progress(
+                f"[{lang.id}] building {ref} from {', '.join(lang.packages) or 'base'}"
+            )
             layer_id = fresh_layer = await _install_layer(docker, base_id, lang, plan)
             action = "built"
             version = await run_version(docker, layer_id, lang, plan.settings)
         new_labels = image_labels(
             lang,
             suite=suite,
-            sources=plan.sources,
+            sources=plan.base.sources,
             base_id=layer_id,
             helper_hash=plan.helper_hash,
             version=version,
@@ -242,7 +234,7 @@ async def _install_layer(docker: DockerClient, base_id: str, lang: Language, pla
     .deb, so parallel builds never share apt's lock, and what it downloaded is moved into
     the cache afterwards: a JDK or a GCC that several languages use is fetched once.
     """
-    archives = await asyncio.to_thread(linked_archives, plan.apt_cache, lang.id)
+    archives = await asyncio.to_thread(linked_archives, plan.base.apt_cache, lang.id)
     try:
         return await run_step(
             docker,
@@ -250,10 +242,10 @@ async def _install_layer(docker: DockerClient, base_id: str, lang: Language, pla
             install_script(lang),
             binds=[
                 f"{archives}:/var/cache/apt/archives",
-                f"{plan.apt_lists}:/var/lib/apt/lists",
+                f"{plan.base.apt_lists}:/var/lib/apt/lists",
             ],
-            on_line=step_lines(lang.id, plan.progress),
+            on_line=step_lines(lang.id, plan.base.progress),
             commit=True,
         )
     finally:
-        await asyncio.to_thread(merge_cache, archives, plan.apt_cache)
+        await asyncio.to_thread(merge_cache, archives, plan.base.apt_cache)
