@@ -72,10 +72,9 @@ lint: install
 test-unit: install
 	$(VENV)/bin/pytest -q tests/unit
 
-test: install lint
-	bash dev/stack.sh up
-	TEST_LANGUAGES="$(TEST_LANGUAGES)" bash dev/test-prepare.sh
-	STREAMWORKER_REQUIRE_STACK=1 $(VENV)/bin/pytest -q -ra --durations=15 $(PYTEST_ARGS)
+# Lint, the stack and the tests that need no runtime image run while the images build.
+test: install
+	TEST_LANGUAGES="$(TEST_LANGUAGES)" PYTEST_ARGS="$(PYTEST_ARGS)" bash dev/test.sh
 
 fmt: install
 	$(VENV)/bin/ruff format streamworker tests dev

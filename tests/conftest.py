@@ -34,6 +34,17 @@ def image_env() -> dict[str, str]:
     return {"STREAMWORKER_IMAGE_PREFIX": prefix} if prefix else {}
 
 
+UNIT = REPO / "tests" / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit tests never touch a runtime image: `make test` runs them, with the integration
+    tests marked `no_runtime_images`, while the images are still being built."""
+    for item in items:
+        if item.path.is_relative_to(UNIT):
+            item.add_marker(pytest.mark.no_runtime_images)
+
+
 def require_stack() -> bool:
     return os.environ.get("STREAMWORKER_REQUIRE_STACK") == "1"
 

@@ -23,7 +23,7 @@ from streamworker.contract.schema import HEALTH_FILE, RESULT_FILE, SUBMISSION_FI
 from streamworker.settings import Topics
 from tests.conftest import REPO, need
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.no_runtime_images]
 
 DOC = REPO / "docs" / "asyncapi.yaml"
 VALIDATOR = REPO / "dev" / "packaging" / "asyncapi-validate.mjs"

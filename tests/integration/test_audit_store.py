@@ -50,6 +50,8 @@ from streamworker.audit.writer import AuditWriter
 from streamworker.contract import ResultEvent, RunResult, Runtime, Status
 from streamworker.replay import requeue_quarantined
 
+pytestmark = pytest.mark.no_runtime_images
+
 REPO = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get(
     "STREAMWORKER_TEST_PG_URL",

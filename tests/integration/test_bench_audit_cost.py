@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from streamworker.audit.migrate import upgrade
 from streamworker.audit.store import AuditStore
 from streamworker.bench import audit_cost
+
+pytestmark = pytest.mark.no_runtime_images
 
 
 async def test_each_submission_is_looked_up_appended_and_projected(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streamworker.bench import kafka_floor
 from streamworker.settings import load_settings
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.no_runtime_images]
 
 
 async def test_floor_samples_both_paths_and_leaves_no_topic(kafka_bootstrap: str) -> None:

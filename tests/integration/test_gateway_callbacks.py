@@ -30,7 +30,7 @@ from streamworker.gateway.callbacks import (
     verify_signature,
 )
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.no_runtime_images]
 
 SECRET = b"integration-secret-0123456789"
 BODY = b'{"token":"t-1","status":{"id":3,"description":"Accepted"},"stdout":"aGk="}'

@@ -37,7 +37,7 @@ from tests.integration.test_packaging import (
     worker_pod,
 )
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.no_runtime_images]
 
 KAFKA_TLS_DIR = "/etc/streamworker/kafka-tls"
 SASL = [

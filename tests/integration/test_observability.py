@@ -35,7 +35,7 @@ from tests.integration.test_packaging import (
     tool,
 )
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.no_runtime_images]
 
 DASHBOARD = CHART / "dashboards" / "streamworker.json"
 RULES = CHART / "rules" / "streamworker.rules.yml"

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.conftest import need, port_open
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.no_runtime_images]
 
 PG_DSN = "postgresql://streamworker:streamworker@127.0.0.1:5432/streamworker"
 READ_TIMEOUT_S = 30.0
