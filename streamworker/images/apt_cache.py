@@ -24,8 +24,19 @@ def linked_archives(cache: Path, name: str) -> Path:
 
 
 def merge_cache(incoming: Path, cache: Path) -> None:
-    """Move synced-out .debs into the shared cache; a rename is atomic for readers."""
+    """Move newly downloaded .debs into the shared cache (a rename is atomic for readers)
+    and drop the directory; the links `linked_archives` made are the cache's own files
+    already and stay untouched."""
     if incoming.is_dir():
         for deb in incoming.glob("*.deb"):
-            deb.replace(cache / deb.name)
+            target = cache / deb.name
+            if not _same_file(deb, target):
+                deb.replace(target)
         shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
