@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +45,44 @@ def async_url(url: str | URL) -> URL:
     return parsed
 
 
+WAL_SWITCH_RETRY_S = 2.0
+
+
 def sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
+        switch_to_wal(cursor)
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def switch_to_wal(cursor: Any, retry_s: float = WAL_SWITCH_RETRY_S) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while the file is locked.
+
+    Two connections switching a brand-new file to WAL at once (the doctor's checks, a
+    worker and a gateway starting side by side) both hold a shared lock and want an
+    exclusive one: SQLite breaks that deadlock by answering one of them "database is
+    locked" at once, without waiting its busy timeout. Once the other has switched, the
+    retry finds the file in WAL mode already. The wait is short and only ever happens
+    while a file is created; it blocks the caller's thread, which here is the one that
+    connects.
+    """
+    deadline = time.monotonic() + retry_s
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # sqlite3's or the aiosqlite adapter's OperationalError
+            text = str(exc).lower()
+            locked = "database is locked" in text or "database is busy" in text
+            if not locked or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _param(parsed: URL, name: str) -> str | None:
