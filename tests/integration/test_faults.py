@@ -23,7 +23,13 @@ from streamworker.sandbox.spec import LABEL_PREFIX, container_name_stem
 from tests.conftest import REPO, need
 from tests.integration.dockerd_util import PYTHON_IMAGE, AltDockerd, alt_dockerd, can_run_dockerd
 from tests.integration.fault_util import hello, ids, labelled, wait_container, wait_rows
-from tests.integration.kafka_util import event_bytes, produce, read_all, wait_for_count
+from tests.integration.kafka_util import (
+    ResultCounter,
+    event_bytes,
+    produce,
+    read_all,
+    wait_for_count,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,17 +44,18 @@ async def wait_while_progressing(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     seen, since = -1, loop.time()
-    while True:
-        counts = await wait_for_count(bootstrap, worker.topics["results"], ids, 1)
-        if len(counts) == len(ids) or loop.time() > deadline:
-            return counts
-        if len(counts) > seen:
-            seen, since = len(counts), loop.time()
-        elif loop.time() - since > stall_s:
-            if worker.process.poll() is None:
-                worker.process.send_signal(signal.SIGUSR1)
-                await asyncio.sleep(5)
-            return counts
+    async with ResultCounter(bootstrap, worker.topics["results"]) as counter:
+        while True:
+            counts = await counter.wait(ids, 1)
+            if len(counts) == len(ids) or loop.time() > deadline:
+                return counts
+            if len(counts) > seen:
+                seen, since = len(counts), loop.time()
+            elif loop.time() - since > stall_s:
+                if worker.process.poll() is None:
+                    worker.process.send_signal(signal.SIGUSR1)
+                    await asyncio.sleep(5)
+                return counts
 
 
 def stack(command: str) -> None:
@@ -221,11 +228,10 @@ async def test_1000_submissions_through_2_workers_one_killed_halfway(
     await produce(
         kafka_bootstrap, first.topics["submissions"], [event_bytes(hello(s)) for s in sids]
     )
-    await wait_for_count(kafka_bootstrap, first.topics["results"], set(sids[:1]), 120)
-    while True:
-        counts = await wait_for_count(kafka_bootstrap, first.topics["results"], set(sids), 1)
-        if len(counts) >= 500:
-            break
+    async with ResultCounter(kafka_bootstrap, first.topics["results"]) as counter:
+        await counter.wait(set(sids[:1]), 120)
+        while len(await counter.wait(set(sids), 1)) < 500:
+            pass
     first.process.kill()
     first.process.wait()
     counts = await wait_while_progressing(kafka_bootstrap, second, set(sids), 600, stall_s=120)
