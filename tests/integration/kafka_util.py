@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
@@ -79,50 +79,13 @@ async def results_by_id(
     return found
 
 
-async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every committed record on `topic` up to its current end, decoded as JSON."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    values: list[dict[str, Any]] = []
-    try:
-        from streamworker.client import topic_partitions
-
-        partitions = await topic_partitions(consumer, topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        async with asyncio.timeout(120):
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=500)
-                for part in batch.values():
-                    values.extend(json.loads(r.value or b"{}") for r in part)
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-    finally:
-        await consumer.stop()
-    return values
-
-
-class ResultCounter:
-    """Counts committed records per submission id on one topic, reading only what is new.
-
-    One consumer for the whole wait: each poll fetches the records committed since the
-    last one, so waiting on a topic of a thousand results costs the test process next
-    to nothing, and a result is seen within a poll interval of its commit.
-    """
-
-    POLL_S = 0.25
+class CommittedTail:
+    """One group-less `read_committed` consumer of a topic from its beginning: each
+    `read_new` returns what was committed since the last one, so polling a topic of a
+    thousand results costs the test process next to nothing."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self.counts: dict[str, int] = {}
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             isolation_level="read_committed",
@@ -131,7 +94,7 @@ class ResultCounter:
         )
         self._partitions: list[Any] = []
 
-    async def __aenter__(self) -> ResultCounter:
+    async def __aenter__(self) -> Self:
         from streamworker.client import topic_partitions
 
         await self._consumer.start()
@@ -147,9 +110,10 @@ class ResultCounter:
     async def __aexit__(self, *exc: object) -> None:
         await self._consumer.stop()
 
-    async def catch_up(self) -> dict[str, int]:
-        """Read up to every partition's committed end as of now; the counts so far."""
+    async def read_new(self) -> list[dict[str, Any]]:
+        """The records up to every partition's committed end as of now, decoded as JSON."""
         ends = await self._consumer.end_offsets(self._partitions)
+        values: list[dict[str, Any]] = []
         remaining = {tp for tp in self._partitions if ends[tp] > 0}
         async with asyncio.timeout(120):
             while remaining:
@@ -160,10 +124,32 @@ class ResultCounter:
                     break
                 batch = await self._consumer.getmany(*remaining, timeout_ms=500)
                 for part in batch.values():
-                    for record in part:
-                        sid = json.loads(record.value or b"{}").get("submission_id")
-                        if isinstance(sid, str):
-                            self.counts[sid] = self.counts.get(sid, 0) + 1
+                    values.extend(json.loads(r.value or b"{}") for r in part)
+        return values
+
+
+async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every committed record on `topic` up to its current end, decoded as JSON."""
+    async with CommittedTail(bootstrap, topic) as tail:
+        return await tail.read_new()
+
+
+class ResultCounter(CommittedTail):
+    """Committed records per submission id on one topic, counted as they come; a
+    result is seen within a poll interval of its commit."""
+
+    POLL_S = 0.25
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(bootstrap, topic)
+        self.counts: dict[str, int] = {}
+
+    async def catch_up(self) -> dict[str, int]:
+        """Count what was committed since the last call; the counts so far."""
+        for value in await self.read_new():
+            sid = value.get("submission_id")
+            if isinstance(sid, str):
+                self.counts[sid] = self.counts.get(sid, 0) + 1
         return self.counts
 
     async def wait(self, ids: set[str], timeout_s: float) -> dict[str, int]:

@@ -229,9 +229,9 @@ async def test_1000_submissions_through_2_workers_one_killed_halfway(
         kafka_bootstrap, first.topics["submissions"], [event_bytes(hello(s)) for s in sids]
     )
     async with ResultCounter(kafka_bootstrap, first.topics["results"]) as counter:
-        await counter.wait(set(sids[:1]), 120)
-        while len(await counter.wait(set(sids), 1)) < 500:
-            pass
+        counts = await counter.wait(set(sids[:1]), 120)
+        while len(counts) < 500:
+            counts = await counter.wait(set(sids), 1)
     first.process.kill()
     first.process.wait()
     counts = await wait_while_progressing(kafka_bootstrap, second, set(sids), 600, stall_s=120)
