@@ -56,10 +56,19 @@ class Served:
         got: list[tuple[bytes, bytes]] = []
         while not got or got[-1][0] != protocol.FRAME_END:
             data = os.read(self.proc.stdout.fileno(), 65536)
-            assert data, f"the helper's stream ended after {got!r}"
+            assert data, f"the helper's stream ended after {got!r}: {self.last_words()}"
             got.extend(self.decoder.feed(data))
         assert self.decoder.pending == 0
         return got
+
+    def last_words(self) -> str:
+        """Why the stream ended: the exit status and stderr (of `docker run` too)."""
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return "the process is still running"
+        assert self.proc.stderr is not None
+        return f"exit {code}, stderr {self.proc.stderr.read()[-4000:]!r}"
 
     def run(
         self,
@@ -112,8 +121,10 @@ RUNTIME_IMAGE = (
 def contained(request: pytest.FixtureRequest, helper_binary: Path) -> Iterator[Served]:
     """`sw-run serve` as PID 1 of a container hardened like a pooled sandbox (uid 65534,
     no capabilities, read-only root, tmpfs work dir and /tmp, Docker's init off).
-    Indirect parameter: the pids limit (256)."""
-    pids = int(getattr(request, "param", 256))
+    Indirect parameter: a pids limit set once PID 1 serves (else 256 from the start).
+    A limit as low as 2 at start would race runc's own start-up processes, which count
+    against it and can fail the container before the helper runs."""
+    pids_later = getattr(request, "param", None)
     need("Docker", docker_ok())
     have_image = subprocess.run(
         ["docker", "image", "inspect", RUNTIME_IMAGE], capture_output=True, check=False
@@ -128,11 +139,18 @@ def contained(request: pytest.FixtureRequest, helper_binary: Path) -> Iterator[S
         "--read-only", "--ipc", "private", "--shm-size", "16m",
         "--tmpfs", f"/workspace:{tmpfs},uid=65534,gid=65534,mode=0700",
         "--tmpfs", f"/tmp:{tmpfs},mode=1777",
-        "--memory", "512m", "--pids-limit", str(pids),
+        "--memory", "512m", "--pids-limit", "256",
         "-v", f"{helper_binary}:{HELPER_PATH}:ro",
         "--entrypoint", HELPER_PATH, RUNTIME_IMAGE, "serve",
     ]  # fmt: skip
     helper = Served(argv)
+    if pids_later is not None:
+        helper.assert_serves()
+        subprocess.run(
+            ["docker", "update", "--pids-limit", str(pids_later), name],
+            capture_output=True,
+            check=True,
+        )
     yield helper
     if helper.proc.poll() is None and helper.proc.stdin is not None:
         helper.proc.stdin.close()  # end of input: the helper exits, the container goes
