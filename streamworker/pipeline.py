@@ -279,6 +279,10 @@ class Pipeline:
                     image=self.sandbox.image_for(language),
                 )
             )
+            # The start is in the log before the program runs: a worker killed mid-run is
+            # retried as attempt + 1, and an event that keeps killing workers counts
+            # towards max_attempts. One transaction; bounded, and not during an outage.
+            await self.audit.settle(sid)
             verdict = await retry(
                 lambda: judge(submission, language, self.settings, self.sandbox, attempt),
                 self.retry_policy,

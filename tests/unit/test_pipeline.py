@@ -306,6 +306,27 @@ class TestAudit:
         assert received.payload["metadata"] == {"u": "x"}
         assert started.payload["image"] == "fake-runtime-python"
 
+    async def test_the_start_is_durable_before_the_sandbox_opens(
+        self, settings: Settings, fakes: Any
+    ) -> None:
+        """A worker killed mid-run must leave its attempt in the log: the pipeline waits
+        for the received and started records before it asks the sandbox for anything."""
+        order: list[str] = []
+
+        class Audit(fakes.MemoryAudit):  # type: ignore[misc,name-defined]
+            async def settle(self, submission_id: str, timeout_s: float | None = None) -> bool:
+                order.append("settled " + ",".join(str(r.kind) for r in self.records))
+                return True
+
+        class Sandbox(fakes.FakeSandbox):  # type: ignore[misc,name-defined]
+            def session(self, request: Any) -> Any:
+                order.append("sandbox")
+                return super().session(request)
+
+        outcome = await Pipeline(settings, Sandbox(), Audit(), FAST_RETRY).handle(event(), SOURCE)
+        assert outcome.result is not None and outcome.result.status is Status.ACCEPTED
+        assert order[:2] == ["settled received,started", "sandbox"], order
+
     async def test_event_ids_are_deterministic_per_fact(
         self, settings: Settings, fakes: Any
     ) -> None:
