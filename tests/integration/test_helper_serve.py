@@ -122,8 +122,8 @@ def contained(request: pytest.FixtureRequest, helper_binary: Path) -> Iterator[S
     """`sw-run serve` as PID 1 of a container hardened like a pooled sandbox (uid 65534,
     no capabilities, read-only root, tmpfs work dir and /tmp, Docker's init off).
     Indirect parameter: a pids limit set once PID 1 serves (else 256 from the start).
-    A limit as low as 2 at start would race runc's own start-up processes, which count
-    against it and can fail the container before the helper runs."""
+    A limit of 2 from the start leaves runc's own start-up tasks no room: the likeliest
+    reason a CI run once saw the container end before the helper answered."""
     pids_later = getattr(request, "param", None)
     need("Docker", docker_ok())
     have_image = subprocess.run(
