@@ -8,7 +8,6 @@ partition. The batches here are produced by kcat itself, not by our own client.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 
 from tests.conftest import need
 from tests.integration.fault_util import hello, ids
-from tests.integration.kafka_util import consume_until, produce, read_all, wait_for_count
+from tests.integration.kafka_util import consume_until, event_bytes, produce, results_by_id
 
 pytestmark = [pytest.mark.integration]
 
@@ -48,21 +47,17 @@ async def test_every_codec_is_answered_and_dead_lettered(
     for codec in CODECS:
         sids = ids(codec, 3)
         good.update(dict.fromkeys(sids, codec))
-        records = [(sid, json.dumps(hello(sid)).encode()) for sid in sids]
+        records = [(sid, event_bytes(hello(sid))[1]) for sid in sids]
         records.insert(1, (f"junk-{codec}", b"\xff\xfe not json, " + codec.encode()))
         kcat_produce(kafka_bootstrap, topic, codec, records)
     after = ids("plain-after", 1)
-    await produce(
-        kafka_bootstrap, topic, [(s.encode(), json.dumps(hello(s)).encode()) for s in after]
-    )
+    await produce(kafka_bootstrap, topic, [event_bytes(hello(s)) for s in after])
 
     everyone = set(good) | set(after)
-    counts = await wait_for_count(kafka_bootstrap, worker.topics["results"], everyone, 120)
+    found = await results_by_id(kafka_bootstrap, worker.topics["results"], everyone, 120)
+    counts = {sid: len(results) for sid, results in found.items()}
     assert counts == dict.fromkeys(everyone, 1), worker.log()
-    statuses = {
-        r["submission_id"]: r["status"]
-        for r in await read_all(kafka_bootstrap, worker.topics["results"])
-    }
+    statuses = {sid: results[0]["status"] for sid, results in found.items()}
     assert statuses == dict.fromkeys(everyone, "accepted")
 
     dead = await consume_until(kafka_bootstrap, worker.topics["dlq"], len(CODECS))
