@@ -165,6 +165,18 @@ POOL_MISSES = Counter(
     ["language"],
     registry=REGISTRY,
 )
+POOL_REUSES = Counter(
+    "streamworker_pool_reuses",
+    "Used containers wiped by their helper and put back into their pool.",
+    ["language"],
+    registry=REGISTRY,
+)
+POOL_RECYCLE_FAILURES = Counter(
+    "streamworker_pool_recycle_failures",
+    "Used containers that could not be wiped, reset or renamed, and were removed instead.",
+    ["language"],
+    registry=REGISTRY,
+)
 POOL_WAIT_SECONDS = Histogram(
     "streamworker_pool_wait_duration_seconds",
     "How long a miss waited for the pool; outcome served or cold (gave up, ran cold).",

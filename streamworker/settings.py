@@ -132,6 +132,8 @@ class Settings:
     pool_min_size: int = 2
     pool_max_size: int = 8
     pool_max_idle_s: float = 300.0
+    pool_max_uses: int = 100
+    """Submissions one pooled container serves, wiped between them (1: single-use)."""
     pool_idle_shrink_s: float = 60.0
     pool_check_interval_s: float = 10.0
     pool_wait_s: float = 2.0
@@ -354,6 +356,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pool_max_size=_int(env, "STREAMWORKER_POOL_MAX_SIZE", Settings.pool_max_size),
         pool_max_idle_s=_float(env, "STREAMWORKER_POOL_MAX_IDLE_S", Settings.pool_max_idle_s),
         pool_wait_s=_float(env, "STREAMWORKER_POOL_WAIT_S", Settings.pool_wait_s, positive=False),
+        pool_max_uses=_int(env, "STREAMWORKER_POOL_MAX_USES", Settings.pool_max_uses, minimum=1),
         pool_idle_shrink_s=_float(
             env, "STREAMWORKER_POOL_IDLE_SHRINK_S", Settings.pool_idle_shrink_s
         ),

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 HITS = "streamworker_pool_hits_total"
 MISSES = "streamworker_pool_misses_total"
 WAITS = "streamworker_pool_wait_duration_seconds_count"
+REUSES = "streamworker_pool_reuses_total"
 """Sample names as exposed (counters with `_total`, the histogram's `_count`)."""
 
 
@@ -28,6 +29,8 @@ class PoolCounts:
     """Misses that waited for the pool (the wait histogram's count, any outcome)."""
     cold_waits: int = 0
     """Of those, the ones that gave up and ran a cold container."""
+    reuses: int = 0
+    """Used containers wiped and put back (each spares the daemon a create and a remove)."""
 
     def minus(self, earlier: PoolCounts) -> PoolCounts:
         return PoolCounts(
@@ -35,11 +38,12 @@ class PoolCounts:
             self.misses - earlier.misses,
             self.waits - earlier.waits,
             self.cold_waits - earlier.cold_waits,
+            self.reuses - earlier.reuses,
         )
 
     def cell(self) -> str:
-        """The table's `pool h/m/w` cell."""
-        return f"{self.hits}/{self.misses}/{self.waits}"
+        """The table's `pool h/m/w/r` cell."""
+        return f"{self.hits}/{self.misses}/{self.waits}/{self.reuses}"
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -47,7 +51,7 @@ class PoolCounts:
 
 def pool_counts(text: str, language: str) -> PoolCounts:
     """The pool figures of `language` in a Prometheus text page (zeros when absent)."""
-    totals = {HITS: 0.0, MISSES: 0.0, WAITS: 0.0}
+    totals = {HITS: 0.0, MISSES: 0.0, WAITS: 0.0, REUSES: 0.0}
     cold = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -56,7 +60,13 @@ def pool_counts(text: str, language: str) -> PoolCounts:
             totals[sample.name] += sample.value
             if sample.name == WAITS and sample.labels.get("outcome") == "cold":
                 cold += sample.value
-    return PoolCounts(round(totals[HITS]), round(totals[MISSES]), round(totals[WAITS]), round(cold))
+    return PoolCounts(
+        round(totals[HITS]),
+        round(totals[MISSES]),
+        round(totals[WAITS]),
+        round(cold),
+        round(totals[REUSES]),
+    )
 
 
 def phase_counts(before: str | None, after: str | None, language: str) -> PoolCounts | None:

@@ -25,7 +25,7 @@ _HEADER = (
     "p50/A",
     "RSS MiB",
     "CPU ms/run",
-    "pool h/m/w",
+    "pool h/m/w/r",
     "errors",
 )
 

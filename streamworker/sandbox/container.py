@@ -81,6 +81,8 @@ class AttachedSession:
         self.image_id = image_id
         self._stream = stream
         self._lost: str | None = None
+        self.limited: tuple[int, int] | None = None
+        """The memory (MB) and pids limits `restrict` last set, if it did."""
 
     @property
     def container_id(self) -> str:
@@ -98,6 +100,22 @@ class AttachedSession:
             await docker_call(update, UPDATE_TIMEOUT_S, "update")
         except aiodocker.DockerError as exc:
             raise SandboxError(f"could not set the run memory limit: {exc.message}") from exc
+        self.limited = (memory_mb, processes)
+
+    @property
+    def intact(self) -> bool:
+        """Every step so far was answered in step: the helper still serves this stream."""
+        return self._lost is None
+
+    async def wipe(self) -> None:
+        """Have the helper empty everything a run can leave behind and drop the snapshot
+        (`--reset 2`), so another submission may use the container; raises
+        `SandboxError` unless the helper confirms with a clean report."""
+        raw = await self.exec(protocol.WIPE_ARGV, protocol.WIPE_LIMITS)
+        report = raw.report
+        if report is None or report.exit_code != 0 or raw.stdout or raw.stderr:
+            why = raw.failure or raw.stderr[-300:].decode("utf-8", "replace") or "no report"
+            raise SandboxError(f"the sandbox helper did not wipe the container: {why}")
 
     async def exec(
         self,

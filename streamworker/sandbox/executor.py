@@ -23,7 +23,7 @@ from streamworker.sandbox.calls import RENAME_TIMEOUT_S, docker_call
 from streamworker.sandbox.container import AttachedSession, open_session, remove_by_name
 from streamworker.sandbox.policy import SessionRequest
 from streamworker.sandbox.pool import PoolManager
-from streamworker.sandbox.pooled import PooledContainer, remove_later
+from streamworker.sandbox.pooled import PooledContainer
 from streamworker.sandbox.reaper import remove_submission_containers
 from streamworker.sandbox.spec import (
     ContainerPolicy,
@@ -42,11 +42,13 @@ DEADLINE_SLACK_S = 30
 
 @asynccontextmanager
 async def warm_session(
-    docker: aiodocker.Docker, pooled: PooledContainer, policy: ContainerPolicy, name: str
+    pools: PoolManager, pooled: PooledContainer, policy: ContainerPolicy, name: str
 ) -> AsyncIterator[AttachedSession]:
-    """Use a pooled container once: rename it, fit its limits, destroy it afterwards."""
+    """Use a pooled container for one submission: rename it, fit its limits, and give it
+    back to `pools` afterwards (recycled only when the use ended cleanly)."""
     session = pooled.session()
-    renaming = asyncio.create_task(_rename(docker, pooled, name))
+    renaming = asyncio.create_task(_rename(pools.docker, pooled, name))
+    clean = False
     try:
         if (policy.memory_mb, policy.processes) != (
             pooled.policy.memory_mb,
@@ -54,9 +56,10 @@ async def warm_session(
         ):
             await session.restrict(policy.memory_mb, policy.processes)
         yield session
+        clean = True
     finally:
         await asyncio.shield(renaming)
-        remove_later(pooled)
+        pools.release(pooled, session if clean else None)
 
 
 async def _rename(docker: aiodocker.Docker, pooled: PooledContainer, name: str) -> None:
@@ -119,8 +122,8 @@ class DockerSandbox:
             for earlier in range(1, attempt):
                 await remove_by_name(self.docker, container_name(submission_id, earlier))
         pooled = await self.pools.acquire(language, policy) if self.pools is not None else None
-        if pooled is not None:
-            async with warm_session(self.docker, pooled, policy, name) as session:
+        if pooled is not None and self.pools is not None:
+            async with warm_session(self.pools, pooled, policy, name) as session:
                 yield session
             return
         created = now_utc()

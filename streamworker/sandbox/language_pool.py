@@ -1,7 +1,10 @@
 """The warm pool of one language: ready containers, waiters, and the refill loop.
 
 A container costs ~200 ms to create and start; a pooled one is taken in microseconds.
-Each pool refills in the background. Its target size follows the observed take rate
+A used one comes back once its helper wiped it (`recycle`), up to
+`Settings.pool_max_uses` submissions and the max idle age; until then the pool counts it
+as on its way back (`lent`), so a take does not start a create that its return would
+make surplus. Each pool refills in the background. Its target size follows the observed take rate
 (`pool_sizing`: rate times refill time, plus a spare), a miss raises it at once, and what
 misses added is given back one container per idle-shrink period without a miss, never
 below the rate-based size; all within [min, max] (min may be 0). `PoolManager` (in
@@ -82,6 +85,8 @@ class LanguagePool:
         self._image_checked = -math.inf
         self._failure: BaseException | None = None
         self.created = 0
+        self.lent = 0
+        """Taken containers expected back (`may_return`); they count as supply."""
 
     @property
     def size(self) -> int:
@@ -101,6 +106,7 @@ class LanguagePool:
             pooled = self._ready.popleft()
             if time.monotonic() - pooled.created_monotonic < self.settings.pool_max_idle_s:
                 metrics.POOL_HITS.labels(self.language.id).inc()
+                self._lend(pooled)
                 self._changed()
                 return pooled
             self._discard(pooled)  # too old for its deadline label: recycle
@@ -131,6 +137,7 @@ class LanguagePool:
         except asyncio.CancelledError:
             claimed = _claimed(fut)
             if claimed is not None:
+                self.give_up(claimed)
                 self._discard(claimed)
             raise
         finally:
@@ -151,9 +158,46 @@ class LanguagePool:
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
+                self._lend(pooled)
                 fut.set_result(pooled)
                 return True
         return False
+
+    def may_return(self, pooled: PooledContainer) -> bool:
+        """Whether a container may serve another submission after its current one."""
+        age = time.monotonic() - pooled.created_monotonic
+        return (
+            pooled.uses < self.settings.pool_max_uses
+            and age < self.max_idle_s
+            and self._task is not None
+            and (self._image_id is None or pooled.image_id == self._image_id)
+        )
+
+    def _lend(self, pooled: PooledContainer) -> None:
+        pooled.uses += 1
+        pooled.lent = self.may_return(pooled)
+        self.lent += pooled.lent
+
+    def give_up(self, pooled: PooledContainer) -> None:
+        """A taken container will not come back (its caller removes it): refill for it."""
+        if pooled.lent:
+            pooled.lent = False
+            self.lent -= 1
+            self._changed()
+
+    def put_back(self, pooled: PooledContainer) -> bool:
+        """A used container, wiped and renamed by `recycle`: ready again (first in line,
+        so that one container serves a slow stream of submissions), unless it has served
+        its uses, aged, is of a replaced image or the pool is draining. False: the
+        caller removes it."""
+        self.give_up(pooled)
+        if not self.may_return(pooled):
+            return False
+        metrics.POOL_REUSES.labels(self.language.id).inc()
+        if not self._hand_over(pooled):
+            self._ready.appendleft(pooled)
+        self._changed()
+        return True
 
     def _release_waiters(self) -> None:
         """Nothing more will come (drain): let every waiter run cold now."""
@@ -204,7 +248,8 @@ class LanguagePool:
                     await self._check_image()
                     self._recycle_old()
                     self._resize()
-                    missing = self.target + self.waiting - len(self._ready) - len(creating)
+                    supply = len(self._ready) + len(creating) + self.lent
+                    missing = self.target + self.waiting - supply
                     # Two at a time (up to four while runs wait): enough to keep up with
                     # a burst, not enough to thrash; more only when the observed rate
                     # needs more replacements under way than that (Little's law).
@@ -309,12 +354,21 @@ class LanguagePool:
         labels[f"{LABEL_PREFIX}.idle-until"] = iso(idle_until) or ""
         env = sandbox_env(self.language.env)
         config = attached_config(container_config(self.image, self.policy, labels, env))
-        name = f"{POOL_NAME_PREFIX}{self.language.id}-{uuid.uuid4().hex[:12]}"
-        served = await start_served(self.docker, config, name)
+        served = await start_served(self.docker, config, pool_container_name(self.language.id))
         self.created += 1
         return PooledContainer(
-            served.container, served.stream, served.image_id, self.policy, time.monotonic()
+            served.container,
+            served.stream,
+            served.image_id,
+            self.policy,
+            time.monotonic(),
+            self.language.id,
         )
+
+
+def pool_container_name(language_id: str) -> str:
+    """A fresh name of an idle pool container (the reaper tells them by the prefix)."""
+    return f"{POOL_NAME_PREFIX}{language_id}-{uuid.uuid4().hex[:12]}"
 
 
 def _claimed(fut: asyncio.Future[PooledContainer | None]) -> PooledContainer | None:

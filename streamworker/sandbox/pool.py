@@ -1,13 +1,14 @@
-"""Warm pools: per language, pre-created and started single-use sandbox containers.
+"""Warm pools: per language, pre-created and started sandbox containers.
 
 A container costs ~200 ms to create and start; a pooled one is taken in microseconds,
 renamed to the submission's deterministic name, given the run's memory and pids limits
-(Docker can change those on a live container), used once, and destroyed — never reused.
-Everything else about it is fixed at create time and identical to a cold container: the
-same payload (`spec.attached_config` of `spec.container_config`), made the same way
-(`container.start_served`) and driven the same way (`container.AttachedSession`), so a
-run gets the same verdict warm or cold. One `LanguagePool` per language (in
-`language_pool`) keeps the containers; `pooled` removes them after their single use.
+(Docker can change those on a live container) and used by one submission; then its
+helper wipes it and it goes back to the pool (`recycle`), up to `pool_max_uses` times,
+or it is destroyed. Everything else about it is fixed at create time and identical to a
+cold container: the same payload (`spec.attached_config` of `spec.container_config`),
+made the same way (`container.start_served`) and driven the same way
+(`container.AttachedSession`), so a run gets the same verdict warm or cold. One
+`LanguagePool` per language (in `language_pool`) keeps the containers.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import aiodocker
 from streamworker.errors import SandboxError
 from streamworker.languages.registry import Language, get_language, image_ref
 from streamworker.sandbox.calls import LIST_TIMEOUT_S, docker_call
-from streamworker.sandbox.container import remove_container
+from streamworker.sandbox.container import AttachedSession, remove_container
 from streamworker.sandbox.language_pool import LanguagePool
-from streamworker.sandbox.pooled import PooledContainer, wait_removals
+from streamworker.sandbox.pooled import PooledContainer, in_background, remove_later, wait_removals
 from streamworker.sandbox.reaper import POOL_NAME_PREFIX, container_name_of
+from streamworker.sandbox.recycle import recycle
 from streamworker.sandbox.spec import LABEL_PREFIX, ContainerPolicy
 from streamworker.settings import Settings
 
@@ -90,6 +92,18 @@ class PoolManager:
         if not fits(policy, pool.policy):
             return None
         return await pool.acquire(self.settings.pool_wait_s)
+
+    def release(self, pooled: PooledContainer, session: AttachedSession | None) -> None:
+        """The end of a taken container's use: recycled in the background when `session`
+        (None: the use failed) is still intact and its pool will take it back, else
+        removed."""
+        pool = self.pools.get(pooled.language_id)
+        if pool is not None and pooled.lent and session is not None and session.intact:
+            in_background(recycle(pool, pooled, session))
+            return
+        if pool is not None:
+            pool.give_up(pooled)
+        remove_later(pooled)
 
     def discard_all(self) -> None:
         for pool in self.pools.values():

@@ -1,13 +1,15 @@
-"""One warm container's life outside its pool: taken once, then removed off the hot path.
+"""One warm container's life outside its pool: taken, used, then recycled or removed.
 
-A pooled container is never reused, so every one ends in `remove_later`; the removals
-are tracked here so that shutdown can wait for them instead of leaking containers.
+A used container goes back to its pool only after its helper wiped it (`recycle`);
+everything else ends in `remove_later`. Both run off the hot path and are tracked here,
+so that shutdown can wait for them instead of leaking containers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,11 @@ class PooledContainer:
     image_id: str
     policy: ContainerPolicy
     created_monotonic: float
+    language_id: str = ""
+    uses: int = 0
+    """Submissions that took it so far (`Settings.pool_max_uses` bounds them)."""
+    lent: bool = False
+    """Taken, and its pool counts on getting it back (`LanguagePool.lent`)."""
 
     def session(self) -> AttachedSession:
         return AttachedSession(self.container, self.image_id, self.stream)
@@ -43,7 +50,12 @@ async def remove_pooled(pooled: PooledContainer) -> None:
 def remove_later(pooled: PooledContainer) -> None:
     """Destroy a used or stale container off the critical path (tracked; awaited at
     shutdown)."""
-    task = asyncio.create_task(remove_pooled(pooled))
+    in_background(remove_pooled(pooled))
+
+
+def in_background(work: Coroutine[Any, Any, None]) -> None:
+    """Run a container's clean-up off the critical path, tracked for `wait_removals`."""
+    task = asyncio.create_task(work)
     _background.add(task)
     task.add_done_callback(_background.discard)
 

@@ -35,8 +35,12 @@ class HelperLimits:
     file_size_bytes: int
     nofile: int = 256
     reset: bool = False
-    """Serve only: before this request's files, empty the work dir, /tmp and /dev/shm and
-    restore the snapshot (isolates test cases from each other)."""
+    """Serve only: before this request's files, empty the work dir, /tmp, /dev/shm and
+    /dev/mqueue and restore the snapshot (isolates test cases from each other)."""
+    fresh: bool = False
+    """Serve only: empty the same places and drop the snapshot instead of restoring it,
+    so that the container is as a new submission must find it (a pooled container that
+    serves another submission)."""
     snapshot: int = 0
     """Serve only: save the work dir as the snapshot; 0 never, 1 after this request's files
     are written (before the run), 2 after the run (e.g. after compiling)."""
@@ -44,6 +48,13 @@ class HelperLimits:
     def __post_init__(self) -> None:
         if self.snapshot not in (0, 1, 2):
             raise ValueError(f"snapshot must be 0, 1 or 2, not {self.snapshot!r}")
+
+
+WIPE_ARGV = (HELPER_PATH, "noop")
+WIPE_LIMITS = HelperLimits(
+    cpu_time_s=1.0, wall_time_s=5.0, output_bytes=1024, file_size_bytes=0, fresh=True
+)
+"""The request that readies a used container for another submission: it runs nothing."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,7 @@ def helper_args(limits: HelperLimits, argv: Sequence[str]) -> list[str]:
         str(limits.file_size_bytes),
         "--nofile",
         str(limits.nofile),
-        *(["--reset", "1"] if limits.reset else []),
+        *(["--reset", "2"] if limits.fresh else ["--reset", "1"] if limits.reset else []),
         *(["--snapshot", str(limits.snapshot)] if limits.snapshot else []),
         "--",
         *argv,

@@ -17,7 +17,9 @@ from streamworker.sandbox.calls import DELETE_TIMEOUT_S, LIST_TIMEOUT_S, docker_
 from streamworker.sandbox.spec import LABEL_PREFIX
 
 log = logging.getLogger(__name__)
-POOL_NAME_PREFIX = "streamworker-pool-"
+POOL_NAME_PREFIX = "streamworker_pool-"
+"""An idle pool container's name: the underscore keeps it apart from every submission's
+(`spec.container_name`, always "streamworker-" first), whatever the submission id."""
 POOL_ORPHAN_SLACK_S = 60.0
 GONE = (404, 409)
 """Not found, or removal already in progress (e.g. by the reaper): either way, going."""

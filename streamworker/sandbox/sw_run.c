@@ -2,6 +2,7 @@
  * sw-run: streamworker's trusted helper inside every runtime container.
  *
  *   sw-run idle                     the container's main process: waits forever
+ *   sw-run noop                     exits 0 at once (the command of a reset-only request)
  *   sw-run run [OPTIONS] -- CMD...  write the delivered files, run CMD once, report
  *   sw-run serve                    the container's main process (PID 1, attached stdin):
  *                                   serve run requests one after another from stdin
@@ -15,7 +16,7 @@
  * the helper know.  A program that kills the helper can stop the report, never forge it.
  *
  * OPTIONS (each with a decimal value): --cpu-ms, --wall-ms, --out-bytes, --fsize-bytes,
- * --nofile, and for serve only (`run` accepts and ignores them) --reset 0|1 and
+ * --nofile, and for serve only (`run` accepts and ignores them) --reset 0|1|2 and
  * --snapshot 0|1|2 (see "Test-case isolation" below).
  *
  * Input of `run` on stdin:
@@ -73,10 +74,12 @@
  * as an 'E' frame and exits; that request is answered without a report.
  *
  * Test-case isolation (serve).  "--reset 1": before writing the request's files, empty
- * the work dir (the cwd), /tmp and /dev/shm of everything the sandbox uid owns (without
- * following symlinks; directories are made 0700 first, as the program may have left
- * them 000), remove its System V IPC objects, then restore the snapshot if there is
- * one.  "--snapshot 1" saves the work dir (directories, regular files with their mode
+ * the work dir (the cwd), /tmp, /dev/shm and /dev/mqueue of everything the sandbox uid
+ * owns (without following symlinks; directories are made 0700 first, as the program may
+ * have left them 000), remove its System V IPC objects, then restore the snapshot if
+ * there is one.  "--reset 2" empties the same places and forgets the snapshot instead:
+ * the container is then as its next submission must find it (a pooled container that
+ * serves another submission; the worker sends it with `sw-run noop` as the command).  "--snapshot 1" saves the work dir (directories, regular files with their mode
  * bits, symlinks; fifos and sockets are skipped) right after the request's files are
  * written, "--snapshot 2" after the run (every descendant reaped), e.g. after compiling.  The snapshot lives in PID 1's
  * memory, which no program can read or write (non-dumpable), and replaces the previous
@@ -108,6 +111,7 @@
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -496,7 +500,7 @@ static void parse_opts(int argc, char **argv, struct run_opts *o) {
         else if (strcmp(argv[i], "--out-bytes") == 0) o->out_bytes = value;
         else if (strcmp(argv[i], "--fsize-bytes") == 0) o->fsize_bytes = value;
         else if (strcmp(argv[i], "--nofile") == 0) o->nofile = value;
-        else if (strcmp(argv[i], "--reset") == 0 && value <= 1) o->reset = (int)value;
+        else if (strcmp(argv[i], "--reset") == 0 && value <= 2) o->reset = (int)value;
         else if (strcmp(argv[i], "--snapshot") == 0 && value <= 2) o->snapshot = (int)value;
         else {
             request_failed("unknown option or value out of range", 0);
@@ -515,11 +519,11 @@ struct run_input {
     int stdin_fd;              /* -1 when the request will not run */
 };
 
-static void reset_sandbox(int workdir);
+static void reset_sandbox(int workdir, int forget);
 
 /* Read the run's header, create its files (after the reset, if asked for) and take its
  * stdin into a memfd.  -1 when the framing is lost. */
-static int read_input(struct run_input *rq, int workdir, int reset) {
+static int read_input(struct run_input *rq, int workdir, int reset) {  /* 0, 1 or 2 */
     char header[160];
     unsigned long long nfiles, stdin_len;
     const char *p;
@@ -540,7 +544,7 @@ static int read_input(struct run_input *rq, int workdir, int reset) {
     }
     if (nfiles > MAX_FILES) request_failed("more than 64 files", 0);
     if (stdin_len > MAX_STDIN) request_failed("stdin larger than 64 MiB", 0);
-    if (reset && req_error[0] == '\0') reset_sandbox(workdir);
+    if (reset && req_error[0] == '\0') reset_sandbox(workdir, reset == 2);
     if (receive_files(workdir, nfiles) < 0) return -1;
     int fd = -1;
     if (req_error[0] == '\0') {
@@ -1030,7 +1034,7 @@ static void snapshot_restore(int workdir) {
 /* Remove the System V shared memory segments, semaphore sets and message queues the
  * sandbox uid can remove: they outlive processes, and the container's IPC namespace is
  * its own (IpcMode private), so all of them are the earlier runs'.  (POSIX message
- * queues cannot be listed without mounting mqueue; they stay.) */
+ * queues are files under /dev/mqueue, emptied with the scratch dirs.) */
 static void remove_sysv_ipc(void) {
     const char *tables[] = {"/proc/sysvipc/shm", "/proc/sysvipc/sem", "/proc/sysvipc/msg"};
     for (int t = 0; t < 3; t++) {
@@ -1054,9 +1058,24 @@ static void remove_sysv_ipc(void) {
     }
 }
 
-/* --reset 1: empty the work dir, /tmp and /dev/shm (and System V IPC), then restore the
- * snapshot. */
-static void reset_sandbox(int workdir) {
+/* The work dir's root belongs to the sandbox uid (the other scratch roots are root's),
+ * so a program can mark it with user.* extended attributes (tmpfs keeps them) and
+ * timestamps: drop the attributes and set both times to now, or they would carry data
+ * to the next run. */
+static int wipe_root_marks(int workdir) {
+    static char names[65536]; /* XATTR_LIST_MAX: the kernel lists no more than this */
+    ssize_t len = flistxattr(workdir, names, sizeof names); /* complete: one list */
+    if (len < 0 && errno != ENOTSUP) return fs_error("reset: list xattrs");
+    for (char *name = names; len > 0 && name < names + len; name += strlen(name) + 1)
+        if (strncmp(name, "user.", 5) == 0 && fremovexattr(workdir, name) < 0 && errno != ENODATA)
+            return fs_error("reset: remove xattr"); /* the program cannot set others */
+    if (futimens(workdir, NULL) < 0) return fs_error("reset: set times");
+    return 0;
+}
+
+/* --reset 1: empty the work dir, /tmp, /dev/shm and /dev/mqueue (and System V IPC), then
+ * restore the snapshot; --reset 2 (forget): empty them and drop the snapshot. */
+static void reset_sandbox(int workdir, int forget) {
     if (getpid() != 1) {
         /* Only a container's PID 1 may: anywhere else /tmp is a host's. */
         request_failed("--reset needs sw-run serve to be the container's PID 1", 0);
@@ -1068,7 +1087,10 @@ static void reset_sandbox(int workdir) {
         return;
     }
     if (wipe_tree(workdir) < 0) return;
-    const char *scratch[] = {"/tmp", "/dev/shm"};
+    if (wipe_root_marks(workdir) < 0) return;
+    /* POSIX message queues outlive their processes like files do: Docker mounts the
+     * IPC namespace's mqueue fs at /dev/mqueue, where unlink removes one. */
+    const char *scratch[] = {"/tmp", "/dev/shm", "/dev/mqueue"};
     for (size_t i = 0; i < sizeof scratch / sizeof scratch[0]; i++) {
         int fd = open(scratch[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
@@ -1081,7 +1103,8 @@ static void reset_sandbox(int workdir) {
         if (rc < 0) return;
     }
     remove_sysv_ipc();
-    if (snap_valid) snapshot_restore(workdir);
+    if (forget) snapshot_free();
+    else if (snap_valid) snapshot_restore(workdir);
 }
 
 /* ---- serve mode ---- */
@@ -1276,7 +1299,7 @@ static void serve(void) {
         memset(&opts, 0, sizeof opts);
         if (!lost && req_error[0] == '\0') parse_opts((int)kept, args, &opts);
         struct run_input rq = {"", -1};
-        if (!lost) lost = read_input(&rq, workdir, req_error[0] == '\0' && opts.reset) < 0;
+        if (!lost) lost = read_input(&rq, workdir, req_error[0] == '\0' ? opts.reset : 0) < 0;
         if (!lost && req_error[0] == '\0' && opts.snapshot == 1) snapshot_take(workdir);
         if (!lost && req_error[0] == '\0') {
             char report[512];
@@ -1297,9 +1320,10 @@ static void serve(void) {
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "idle") == 0) idle();
+    if (argc == 2 && strcmp(argv[1], "noop") == 0) return 0;
     int serving = argc == 2 && strcmp(argv[1], "serve") == 0;
     if (!serving && (argc < 4 || strcmp(argv[1], "run") != 0))
-        fail("usage: sw-run idle | sw-run serve | sw-run run [--cpu-ms N] [--wall-ms N] "
+        fail("usage: sw-run idle | sw-run noop | sw-run serve | sw-run run [--cpu-ms N] [--wall-ms N] "
              "[--out-bytes N] [--fsize-bytes N] [--nofile N] -- CMD...");
 
     /* Before anything else: no ptrace, no /proc/<us>/mem or fd access by same-uid code.

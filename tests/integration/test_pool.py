@@ -1,4 +1,6 @@
-"""Warm pools on real Docker: single use, refill, drain, and no leak after 500 runs."""
+"""Warm pools on real Docker: single use, refill, drain, and no leak after 500 runs.
+
+Reuse (a container serving several submissions) is in `test_pool_reuse`."""
 
 from __future__ import annotations
 
@@ -16,63 +18,26 @@ import pytest_asyncio
 from streamworker.contract import Status, decode_submission
 from streamworker.judge import judge
 from streamworker.languages.registry import get_language
-from streamworker.sandbox.connection import connect, resolve_endpoint
-from streamworker.sandbox.executor import DockerSandbox
-from streamworker.sandbox.pool import PoolManager
 from streamworker.sandbox.reaper import POOL_NAME_PREFIX
 from streamworker.sandbox.spec import LABEL_PREFIX, container_name
-from streamworker.settings import load_settings
 from tests.conftest import image_env
+from tests.integration.pool_util import Harness, pool_harness
 
 pytestmark = [pytest.mark.integration]
 
 
-class Harness:
-    def __init__(self, worker_id: str) -> None:
-        self.settings = load_settings(
-            {
-                "STREAMWORKER_WORKER_ID": worker_id,
-                "STREAMWORKER_POOL_MIN_SIZE": "2",
-                "STREAMWORKER_POOL_MAX_SIZE": "4",
-                **image_env(),
-            }
-        )
-        self.docker = connect(resolve_endpoint(self.settings.docker))
-        self.pools = PoolManager(self.docker, self.settings)
-        self.sandbox = DockerSandbox(self.docker, self.settings, pools=self.pools)
-
-    async def run(self, source: str = "print('hi')") -> tuple[str, object]:
-        sid = f"pool-{uuid.uuid4().hex[:10]}"
-        event = {
-            "submission_id": sid,
-            "language": "python",
-            "source": source,
-            "expected_output": "hi\n",
-        }
-        sub = decode_submission(json.dumps(event).encode())
-        return sid, await judge(sub, get_language("python"), self.settings, self.sandbox)
-
-    async def containers(self) -> list[dict[str, object]]:
-        filters = {"label": [f"{LABEL_PREFIX}.worker-id={self.settings.worker_id}"]}
-        found = await self.docker.containers.list(all=True, filters=json.dumps(filters))
-        return [c._container for c in found]
-
-
 @pytest_asyncio.fixture
 async def harness(docker_available: None) -> AsyncIterator[Harness]:
-    h = Harness(f"pooltest-{uuid.uuid4().hex[:8]}")
-    await h.pools.start(["python"])
-    await h.pools.wait_ready()
-    try:
+    async with pool_harness() as h:
         yield h
-    finally:
-        await h.pools.stop()
-        for info in await h.containers():
-            await h.docker.containers.container(str(info["Id"])).delete(force=True)
-        await h.docker.close()
 
 
-async def test_containers_are_single_use_and_refilled(harness: Harness) -> None:
+async def test_containers_are_single_use_and_refilled(docker_available: None) -> None:
+    async with pool_harness(STREAMWORKER_POOL_MAX_USES="1") as harness:
+        await single_use_and_refilled(harness)
+
+
+async def single_use_and_refilled(harness: Harness) -> None:
     pool = harness.pools.pools["python"]
     ready_before = {c.container.id for c in pool._ready}
     assert len(ready_before) == 2

@@ -2,8 +2,9 @@
 size, takes are then served by the pool (hits, or a wait for its next container) rather
 than cold, and the pool shrinks back to its minimum when idle.
 
-Takes go straight to the pool (no run in the container, which is removed at once), so
-the test costs container creates and removals only.
+Takes go straight to the pool (no run in the container, which is removed at once, as
+with `STREAMWORKER_POOL_MAX_USES=1`), so the test costs container creates and removals
+only.
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ def waits(outcome: str) -> float:
 
 
 async def take_and_remove(pool: LanguagePool, wait_s: float) -> None:
+    """A take whose container is removed, not recycled: sizing for single use."""
     pooled = await pool.acquire(wait_s)
     if pooled is not None:
+        pool.give_up(pooled)
         remove_later(pooled)
 
 

@@ -34,12 +34,14 @@ streamworker_pool_wait_duration_seconds_count{language="python",outcome="served"
 streamworker_pool_wait_duration_seconds_sum{language="python",outcome="served"} 1.1
 streamworker_pool_wait_duration_seconds_count{language="python",outcome="cold"} 1.0
 streamworker_pool_wait_duration_seconds_sum{language="python",outcome="cold"} 2.0
+# TYPE streamworker_pool_reuses_total counter
+streamworker_pool_reuses_total{language="python"} 30.0
 """
 
 
 def test_counts_of_one_language() -> None:
     assert pool_counts(_BEFORE, "python") == PoolCounts(hits=10, misses=2, waits=2)
-    assert pool_counts(_AFTER, "python") == PoolCounts(45, 7, 7, 1)
+    assert pool_counts(_AFTER, "python") == PoolCounts(45, 7, 7, 1, 30)
     assert pool_counts(_AFTER, "c") == PoolCounts(hits=9)
     assert pool_counts(_AFTER, "java") == PoolCounts()
     assert pool_counts("", "python") == PoolCounts()
@@ -47,9 +49,15 @@ def test_counts_of_one_language() -> None:
 
 def test_a_phase_is_the_difference_of_two_scrapes() -> None:
     delta = phase_counts(_BEFORE, _AFTER, "python")
-    assert delta == PoolCounts(hits=35, misses=5, waits=5, cold_waits=1)
-    assert delta is not None and delta.cell() == "35/5/5"
-    assert delta.as_dict() == {"hits": 35, "misses": 5, "waits": 5, "cold_waits": 1}
+    assert delta == PoolCounts(hits=35, misses=5, waits=5, cold_waits=1, reuses=30)
+    assert delta is not None and delta.cell() == "35/5/5/30"
+    assert delta.as_dict() == {
+        "hits": 35,
+        "misses": 5,
+        "waits": 5,
+        "cold_waits": 1,
+        "reuses": 30,
+    }
     assert phase_counts(None, _AFTER, "python") is None
     assert phase_counts(_BEFORE, None, "python") is None
 
@@ -61,5 +69,6 @@ def test_the_worker_exposes_the_names_parsed() -> None:
     metrics.POOL_MISSES.labels(language).inc(2)
     metrics.POOL_WAIT_SECONDS.labels(language, "served").observe(0.1)
     metrics.POOL_WAIT_SECONDS.labels(language, "cold").observe(2.0)
+    metrics.POOL_REUSES.labels(language).inc(4)
     after = generate_latest(metrics.REGISTRY).decode()
-    assert phase_counts(before, after, language) == PoolCounts(3, 2, 2, 1)
+    assert phase_counts(before, after, language) == PoolCounts(3, 2, 2, 1, 4)

@@ -133,7 +133,7 @@ def test_report_shows_pool_figures_loops_and_the_ratio_to_a() -> None:
     rows.append(dataclasses.replace(rows[-1], event_loop="uvloop", pool=None))
     rows.append(Row(EXECUTOR_WARM, "c-hello", "not available", note="no pool"))
     table = format_table(rows)
-    assert "pool h/m/w" in table and "p50/A" in table and "7/3/3" in table
+    assert "pool h/m/w/r" in table and "p50/A" in table and "7/3/3/0" in table
     assert "e2e sequential x1 [asyncio]" in table
     assert "e2e half saturation x4 [uvloop]" in table
     seq_line = next(line for line in table.splitlines() if "e2e sequential" in line)
@@ -142,7 +142,7 @@ def test_report_shows_pool_figures_loops_and_the_ratio_to_a() -> None:
     doc = document({"command": "x"}, rows, check_targets(rows, "asyncio"))
     json.dumps(doc)  # serialisable
     e2e = [r for r in doc["results"] if r["scenario"] == E2E_SATURATION]
-    assert e2e[0]["pool"] == {"hits": 7, "misses": 3, "waits": 3, "cold_waits": 1}
+    assert e2e[0]["pool"] == {"hits": 7, "misses": 3, "waits": 3, "cold_waits": 1, "reuses": 0}
     assert e2e[0]["event_loop"] == "asyncio"
     assert all("judged" in t for t in doc["targets"])
 

@@ -18,7 +18,7 @@ from streamworker.pipeline import Pipeline, Source
 from streamworker.retry import RetryPolicy, retry
 from streamworker.sandbox.policy import time_budget_s
 from streamworker.sandbox.reaper import is_expired, is_orphaned_pool_container
-from streamworker.sandbox.spec import LABEL_PREFIX
+from streamworker.sandbox.spec import LABEL_PREFIX, container_name
 from streamworker.settings import Settings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -206,24 +206,27 @@ def test_time_budget_covers_compile_and_every_case() -> None:
 class TestOrphanedPool:
     def test_old_idle_pool_container_is_an_orphan(self) -> None:
         created = (NOW - timedelta(seconds=400)).timestamp()
-        assert is_orphaned_pool_container("streamworker-pool-python-abc", created, NOW, 300)
+        assert is_orphaned_pool_container("streamworker_pool-python-abc", created, NOW, 300)
 
     def test_young_idle_pool_container_is_kept(self) -> None:
         created = (NOW - timedelta(seconds=100)).timestamp()
-        assert not is_orphaned_pool_container("streamworker-pool-python-abc", created, NOW, 300)
+        assert not is_orphaned_pool_container("streamworker_pool-python-abc", created, NOW, 300)
 
     def test_the_owners_idle_limit_wins_over_the_reapers(self) -> None:
         """A worker with a 300 s idle limit must not reap another worker's idle container
         whose owner keeps them for an hour (a daemon shared by differently set workers)."""
         created = (NOW - timedelta(seconds=400)).timestamp()
         owner = {"org.streamworker.idle-until": (NOW + timedelta(minutes=50)).isoformat()}
-        assert not is_orphaned_pool_container("streamworker-pool-c-1", created, NOW, 300, owner)
+        assert not is_orphaned_pool_container("streamworker_pool-c-1", created, NOW, 300, owner)
         gone = {"org.streamworker.idle-until": (NOW - timedelta(seconds=1)).isoformat()}
         young = (NOW - timedelta(seconds=10)).timestamp()
-        assert is_orphaned_pool_container("streamworker-pool-c-1", young, NOW, 300, gone)
+        assert is_orphaned_pool_container("streamworker_pool-c-1", young, NOW, 300, gone)
         broken = {"org.streamworker.idle-until": "soon"}
-        assert is_orphaned_pool_container("streamworker-pool-c-1", created, NOW, 300, broken)
+        assert is_orphaned_pool_container("streamworker_pool-c-1", created, NOW, 300, broken)
 
     def test_taken_containers_are_judged_by_their_deadline_only(self) -> None:
         created = (NOW - timedelta(hours=2)).timestamp()
         assert not is_orphaned_pool_container("streamworker-s1-abc-a1", created, NOW, 300)
+        # A submission id that reads like a pool name still names a taken container.
+        for sid in ("pool-python-abc", "_pool-x", "pool_"):
+            assert not is_orphaned_pool_container(container_name(sid, 1), created, NOW, 300)

@@ -178,8 +178,12 @@ class _FakeDocker:
 class _FakePool(LanguagePool):
     """A pool whose containers appear when the test releases them (no Docker)."""
 
-    def __init__(self, min_size: int = 0, max_size: int = 4, idle_shrink_s: float = 60.0) -> None:
-        settings = Settings(pool_check_interval_s=60.0, pool_idle_shrink_s=idle_shrink_s)
+    def __init__(
+        self, min_size: int = 0, max_size: int = 4, idle_shrink_s: float = 60.0, max_uses: int = 100
+    ) -> None:
+        settings = Settings(
+            pool_check_interval_s=60.0, pool_idle_shrink_s=idle_shrink_s, pool_max_uses=max_uses
+        )
         docker = _FakeDocker()
         super().__init__(docker, settings, get_language("python"), "img", min_size, max_size)  # type: ignore[arg-type]
         self.fake_docker = docker
@@ -196,6 +200,10 @@ class _FakePool(LanguagePool):
 
     def _discard(self, pooled: PooledContainer) -> None:
         self.discarded.append(pooled)
+
+    async def wait_ready_for_test(self) -> None:
+        while self.size < self.target:  # noqa: ASYNC110 - a test's one-off poll
+            await asyncio.sleep(0.001)
 
 
 async def test_a_miss_is_served_by_the_next_container_the_pool_makes() -> None:
@@ -370,3 +378,94 @@ async def test_the_pool_publishes_its_target_and_arrival_rate() -> None:
     assert target == 4
     assert rate == pytest.approx(4.0, rel=0.05)
     await pool.drain()
+
+
+async def _settled(pool: _FakePool) -> None:
+    """Let the refill loop act on what just happened (it runs on the next iterations)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_taken_container_that_will_come_back_starts_no_create() -> None:
+    pool = _FakePool(min_size=1)
+    pool.start()
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    for _ in range(3):
+        pool.release.release()  # any create the loop starts would finish at once
+    taken = pool.take()
+    assert taken is not None and taken.lent and taken.uses == 1 and pool.lent == 1
+    await _settled(pool)
+    assert pool.made == 1, "a container on its way back counts as supply"
+    assert pool.put_back(taken)
+    assert pool.lent == 0 and pool.size == 1 and pool.take() is taken and taken.uses == 2
+    await pool.drain()
+
+
+async def test_single_use_pools_replace_a_taken_container_at_once() -> None:
+    pool = _FakePool(min_size=1, max_uses=1)
+    pool.start()
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    pool.release.release()
+    taken = pool.take()
+    assert taken is not None and not taken.lent and pool.lent == 0
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    assert pool.made == 2
+    assert not pool.put_back(taken), "a container that served its uses is removed"
+    await pool.drain()
+
+
+async def test_a_container_given_up_is_replaced() -> None:
+    pool = _FakePool(min_size=1)
+    pool.start()
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    taken = pool.take()
+    assert taken is not None and pool.lent == 1
+    pool.give_up(taken)
+    pool.give_up(taken)  # idempotent: counted once
+    assert pool.lent == 0 and not taken.lent
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    assert pool.made == 2
+    await pool.drain()
+
+
+async def test_a_returning_container_goes_to_a_waiting_run_first() -> None:
+    pool = _FakePool(min_size=1)
+    pool.start()
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    taken = pool.take()
+    assert taken is not None
+    waiting = asyncio.create_task(pool.acquire(wait_s=5.0))
+    await _settled(pool)
+    assert pool.waiting == 1
+    assert pool.put_back(taken)
+    assert await asyncio.wait_for(waiting, 1.0) is taken
+    assert taken.uses == 2 and taken.lent and pool.size == 0
+    await pool.drain()
+
+
+async def test_put_back_refuses_an_aged_or_replaced_container_and_a_draining_pool() -> None:
+    pool = _FakePool(min_size=1)
+    pool.start()
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    aged = pool.take()
+    assert aged is not None
+    aged.created_monotonic -= pool.max_idle_s
+    assert not pool.put_back(aged) and pool.lent == 0
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    stale = pool.take()
+    assert stale is not None
+    stale.image_id = "sha256:other"
+    assert not pool.put_back(stale)
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    last = pool.take()
+    assert last is not None
+    await pool.drain()
+    assert not pool.put_back(last), "a drained pool takes nothing back"
