@@ -12,8 +12,10 @@ import pytest
 
 from streamworker import metrics
 from streamworker.contract import decode_submission
+from streamworker.errors import SandboxError
 from streamworker.judge import run_limits_for, session_request
 from streamworker.languages.registry import get_language
+from streamworker.sandbox import recycle as recycle_module
 from streamworker.sandbox.budget import MemoryBudget
 from streamworker.sandbox.container import remove_container, wait_gone
 from streamworker.sandbox.language_pool import LanguagePool
@@ -21,6 +23,7 @@ from streamworker.sandbox.policy import max_time_budget_s, pool_policy, time_bud
 from streamworker.sandbox.pool import fits
 from streamworker.sandbox.pool_sizing import ArrivalRate, RefillTime
 from streamworker.sandbox.pooled import PooledContainer
+from streamworker.sandbox.reaper import POOL_NAME_PREFIX
 from streamworker.sandbox.spec import ContainerPolicy
 from streamworker.settings import Settings
 
@@ -469,3 +472,78 @@ async def test_put_back_refuses_an_aged_or_replaced_container_and_a_draining_poo
     assert last is not None
     await pool.drain()
     assert not pool.put_back(last), "a drained pool takes nothing back"
+
+
+class _FakeSession:
+    """What `recycle` asks of a session: a wipe (that may fail) and limits."""
+
+    def __init__(self, wipe_error: Exception | None = None) -> None:
+        self.wipe_error = wipe_error
+        self.limited: tuple[int, int] | None = None
+        self.restricted: list[tuple[int, int]] = []
+
+    async def wipe(self) -> None:
+        if self.wipe_error is not None:
+            raise self.wipe_error
+
+    async def restrict(self, memory_mb: int, processes: int) -> None:
+        self.restricted.append((memory_mb, processes))
+
+
+class _Renamable(_Closable):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    async def rename(self, name: str) -> None:
+        self.names.append(name)
+
+
+async def _taken(pool: _FakePool) -> PooledContainer:
+    pool.start()
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    taken = pool.take()
+    assert taken is not None
+    taken.container = _Renamable()  # type: ignore[assignment]
+    return taken
+
+
+async def test_recycle_puts_back_a_wiped_container_with_its_limits_and_a_pool_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    removed: list[PooledContainer] = []
+
+    async def remove(pooled: PooledContainer) -> None:
+        removed.append(pooled)
+
+    monkeypatch.setattr(recycle_module, "remove_pooled", remove)
+    pool = _FakePool(min_size=1)
+    taken = await _taken(pool)
+    session = _FakeSession()
+    session.limited = (64, 8)  # the run's, lower than the pool's
+    await recycle_module.recycle(pool, taken, session)  # type: ignore[arg-type]
+    assert session.restricted == [(pool.policy.memory_mb, pool.policy.processes)]
+    names = taken.container.names  # type: ignore[attr-defined]
+    assert len(names) == 1 and names[0].startswith(POOL_NAME_PREFIX + "python-")
+    assert removed == [] and pool.size == 1 and pool.lent == 0
+    await pool.drain()
+
+
+async def test_recycle_removes_a_container_its_helper_did_not_wipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    removed: list[PooledContainer] = []
+
+    async def remove(pooled: PooledContainer) -> None:
+        removed.append(pooled)
+
+    monkeypatch.setattr(recycle_module, "remove_pooled", remove)
+    pool = _FakePool(min_size=1)
+    taken = await _taken(pool)
+    failures = metrics.POOL_RECYCLE_FAILURES.labels("python")._value.get()
+    session = _FakeSession(SandboxError("the sandbox helper did not wipe the container"))
+    await recycle_module.recycle(pool, taken, session)  # type: ignore[arg-type]
+    assert removed == [taken] and pool.size == 0 and pool.lent == 0
+    assert taken.container.names == []  # type: ignore[attr-defined]
+    assert metrics.POOL_RECYCLE_FAILURES.labels("python")._value.get() == failures + 1
+    await pool.drain()
