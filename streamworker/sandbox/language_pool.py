@@ -4,11 +4,11 @@ A container costs ~200 ms to create and start; a pooled one is taken in microsec
 A used one comes back once its helper wiped it (`recycle`), up to
 `Settings.pool_max_uses` submissions and the max idle age; until then the pool counts it
 as on its way back (`lent`), so a take does not start a create that its return would
-make surplus. Each pool refills in the background. Its target size follows the observed take rate
-(`pool_sizing`: rate times refill time, plus a spare), a miss raises it at once, and what
-misses added is given back one container per idle-shrink period without a miss, never
-below the rate-based size; all within [min, max] (min may be 0). `PoolManager` (in
-`pool`) owns the pools.
+make surplus. Each pool refills in the background. Its target size follows the observed
+take rate (`pool_sizing`: rate times refill time, plus a spare), a miss raises it at
+once, and what misses added is given back one container per idle-shrink period without
+a miss, never below the rate-based size; all within [min, max] (min may be 0).
+`PoolManager` (in `pool`) owns the pools.
 """
 
 from __future__ import annotations

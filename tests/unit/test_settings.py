@@ -297,8 +297,11 @@ def test_integer_limit_at_its_minimum_is_accepted(name: str, minimum: int) -> No
     assert getattr(settings.default_limits, name) == minimum
 
 
-@pytest.mark.parametrize("key", ["STREAMWORKER_WORKSPACE_MB", "STREAMWORKER_MAX_SOURCE_BYTES"])
-def test_zero_workspace_and_source_size_are_rejected(key: str) -> None:
+@pytest.mark.parametrize(
+    "key",
+    ["STREAMWORKER_WORKSPACE_MB", "STREAMWORKER_MAX_SOURCE_BYTES", "STREAMWORKER_POOL_MAX_USES"],
+)
+def test_zero_workspace_source_size_and_pool_uses_are_rejected(key: str) -> None:
     exc = config_error({key: "0"})
     assert exc.key == key
     assert "at least 1" in str(exc)
@@ -383,3 +386,10 @@ class TestResolveEndpoint:
         with pytest.raises(ConfigError) as info:
             resolve_endpoint(DockerSettings(host=host))
         assert info.value.key == "DOCKER_HOST"
+
+
+def test_pool_max_uses_defaults_to_reuse_and_takes_large_values() -> None:
+    assert load_settings({}).pool_max_uses == 100
+    assert load_settings({"STREAMWORKER_POOL_MAX_USES": "1"}).pool_max_uses == 1
+    assert load_settings({"STREAMWORKER_POOL_MAX_USES": str(10**9)}).pool_max_uses == 10**9
+    assert config_error({"STREAMWORKER_POOL_MAX_USES": "many"}).key == "STREAMWORKER_POOL_MAX_USES"
