@@ -508,15 +508,21 @@ async def _taken(pool: _FakePool) -> PooledContainer:
     return taken
 
 
-async def test_recycle_puts_back_a_wiped_container_with_its_limits_and_a_pool_name(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    removed: list[PooledContainer] = []
+@pytest.fixture
+def removed(monkeypatch: pytest.MonkeyPatch) -> list[PooledContainer]:
+    """What `recycle` removes, instead of asking Docker to."""
+    gone: list[PooledContainer] = []
 
     async def remove(pooled: PooledContainer) -> None:
-        removed.append(pooled)
+        gone.append(pooled)
 
     monkeypatch.setattr(recycle_module, "remove_pooled", remove)
+    return gone
+
+
+async def test_recycle_puts_back_a_wiped_container_with_its_limits_and_a_pool_name(
+    removed: list[PooledContainer],
+) -> None:
     pool = _FakePool(min_size=1)
     taken = await _taken(pool)
     session = _FakeSession()
@@ -530,14 +536,8 @@ async def test_recycle_puts_back_a_wiped_container_with_its_limits_and_a_pool_na
 
 
 async def test_recycle_removes_a_container_its_helper_did_not_wipe(
-    monkeypatch: pytest.MonkeyPatch,
+    removed: list[PooledContainer],
 ) -> None:
-    removed: list[PooledContainer] = []
-
-    async def remove(pooled: PooledContainer) -> None:
-        removed.append(pooled)
-
-    monkeypatch.setattr(recycle_module, "remove_pooled", remove)
     pool = _FakePool(min_size=1)
     taken = await _taken(pool)
     failures = metrics.POOL_RECYCLE_FAILURES.labels("python")._value.get()
