@@ -79,12 +79,13 @@
  * have left them 000), remove its System V IPC objects, then restore the snapshot if
  * there is one.  "--reset 2" empties the same places and forgets the snapshot instead:
  * the container is then as its next submission must find it (a pooled container that
- * serves another submission; the worker sends it with `sw-run noop` as the command).  "--snapshot 1" saves the work dir (directories, regular files with their mode
- * bits, symlinks; fifos and sockets are skipped) right after the request's files are
- * written, "--snapshot 2" after the run (every descendant reaped), e.g. after compiling.  The snapshot lives in PID 1's
- * memory, which no program can read or write (non-dumpable), and replaces the previous
- * one; beyond SNAPSHOT_MAX_ENTRIES entries or SNAPSHOT_MAX_BYTES it is an error (an 'E'
- * frame, no 'R').  So test case 2 starts from exactly the compiled program even if test
+ * serves another submission; the worker sends it with `sw-run noop` as the command).
+ * "--snapshot 1" saves the work dir (directories, regular files with their mode bits,
+ * symlinks; fifos and sockets are skipped) right after the request's files are written,
+ * "--snapshot 2" after the run (every descendant reaped), e.g. after compiling.  The
+ * snapshot lives in PID 1's memory, which no program can read or write (non-dumpable),
+ * and replaces the previous one; beyond SNAPSHOT_MAX_ENTRIES entries or
+ * SNAPSHOT_MAX_BYTES it is an error (an 'E' frame, no 'R').  So test case 2 starts from exactly the compiled program even if test
  * case 1 overwrote or deleted it.  Reset refuses to work unless the helper is PID 1: on
  * a host it would empty the host's /tmp.
  */
@@ -523,7 +524,7 @@ static void reset_sandbox(int workdir, int forget);
 
 /* Read the run's header, create its files (after the reset, if asked for) and take its
  * stdin into a memfd.  -1 when the framing is lost. */
-static int read_input(struct run_input *rq, int workdir, int reset) {  /* 0, 1 or 2 */
+static int read_input(struct run_input *rq, int workdir, int reset /* 0, 1 or 2 */) {
     char header[160];
     unsigned long long nfiles, stdin_len;
     const char *p;

@@ -14,6 +14,8 @@ from streamworker.sandbox.protocol import (
     FRAME_STDERR,
     FRAME_STDOUT,
     REPORT_MARK,
+    WIPE_ARGV,
+    WIPE_LIMITS,
     FrameDecoder,
     HelperLimits,
     HelperReport,
@@ -138,6 +140,13 @@ class TestHelperCommand:
         after_files = helper_args(HelperLimits(1, 1, 1, 1, snapshot=1), ["x"])
         assert after_files[-4:] == ["--snapshot", "1", "--", "x"]
         assert "--reset" not in after_files
+
+    def test_the_wipe_for_another_submission_is_reset_2_and_runs_nothing(self) -> None:
+        args = helper_args(WIPE_LIMITS, WIPE_ARGV)
+        assert args[args.index("--nofile") + 2 :] == ["--reset", "2", "--", HELPER_PATH, "noop"]
+        # fresh wins over reset: the snapshot is dropped, never restored
+        both = helper_args(HelperLimits(1, 1, 1, 1, reset=True, fresh=True), ["x"])
+        assert both.count("--reset") == 1 and both[both.index("--reset") + 1] == "2"
 
     @pytest.mark.parametrize("snapshot", [-1, 3, 10])
     def test_snapshot_is_0_1_or_2(self, snapshot: int) -> None:
