@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 async def recycle(pool: LanguagePool, pooled: PooledContainer, session: AttachedSession) -> None:
-    """Wipe, reset and rename `pooled`, then hand it back to `pool`; never raises."""
+    """Wipe, reset and rename `pooled`, then hand it back to `pool`; raises nothing but
+    its own cancellation (after removing the container)."""
     try:
         await session.wipe()
         home = (pooled.policy.memory_mb, pooled.policy.processes)
