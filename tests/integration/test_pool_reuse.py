@@ -68,7 +68,7 @@ for pid in os.listdir("/proc"):
         try:
             procs.append(open(f"/proc/{pid}/cmdline", "rb").read().decode("utf-8", "replace"))
         except OSError:
-            pass
+            continue  # gone between the listing and the read: not running any more
 ipc = {}
 for table in ("shm", "sem", "msg"):
     ipc[table] = open(f"/proc/sysvipc/{table}").read().splitlines()[1:]

@@ -208,6 +208,11 @@ class _FakePool(LanguagePool):
         while self.size < self.target:  # noqa: ASYNC110 - a test's one-off poll
             await asyncio.sleep(0.001)
 
+    async def ready_one(self) -> None:
+        """Let one create finish, and wait until the pool holds its target again."""
+        self.release.release()
+        await asyncio.wait_for(self.wait_ready_for_test(), 1.0)
+
 
 async def test_a_miss_is_served_by_the_next_container_the_pool_makes() -> None:
     pool = _FakePool()
@@ -392,8 +397,7 @@ async def _settled(pool: _FakePool) -> None:
 async def test_a_taken_container_that_will_come_back_starts_no_create() -> None:
     pool = _FakePool(min_size=1)
     pool.start()
-    pool.release.release()
-    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    await pool.ready_one()
     for _ in range(3):
         pool.release.release()  # any create the loop starts would finish at once
     taken = pool.take()
@@ -408,8 +412,7 @@ async def test_a_taken_container_that_will_come_back_starts_no_create() -> None:
 async def test_single_use_pools_replace_a_taken_container_at_once() -> None:
     pool = _FakePool(min_size=1, max_uses=1)
     pool.start()
-    pool.release.release()
-    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    await pool.ready_one()
     pool.release.release()
     taken = pool.take()
     assert taken is not None and not taken.lent and pool.lent == 0
@@ -422,15 +425,13 @@ async def test_single_use_pools_replace_a_taken_container_at_once() -> None:
 async def test_a_container_given_up_is_replaced() -> None:
     pool = _FakePool(min_size=1)
     pool.start()
-    pool.release.release()
-    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    await pool.ready_one()
     taken = pool.take()
     assert taken is not None and pool.lent == 1
     pool.give_up(taken)
     pool.give_up(taken)  # idempotent: counted once
     assert pool.lent == 0 and not taken.lent
-    pool.release.release()
-    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    await pool.ready_one()
     assert pool.made == 2
     await pool.drain()
 
@@ -438,8 +439,7 @@ async def test_a_container_given_up_is_replaced() -> None:
 async def test_a_returning_container_goes_to_a_waiting_run_first() -> None:
     pool = _FakePool(min_size=1)
     pool.start()
-    pool.release.release()
-    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    await pool.ready_one()
     taken = pool.take()
     assert taken is not None
     waiting = asyncio.create_task(pool.acquire(wait_s=5.0))
@@ -454,20 +454,17 @@ async def test_a_returning_container_goes_to_a_waiting_run_first() -> None:
 async def test_put_back_refuses_an_aged_or_replaced_container_and_a_draining_pool() -> None:
     pool = _FakePool(min_size=1)
     pool.start()
-    pool.release.release()
-    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    await pool.ready_one()
     aged = pool.take()
     assert aged is not None
     aged.created_monotonic -= pool.max_idle_s
     assert not pool.put_back(aged) and pool.lent == 0
-    pool.release.release()
-    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    await pool.ready_one()
     stale = pool.take()
     assert stale is not None
     stale.image_id = "sha256:other"
     assert not pool.put_back(stale)
-    pool.release.release()
-    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    await pool.ready_one()
     last = pool.take()
     assert last is not None
     await pool.drain()
@@ -500,8 +497,7 @@ class _Renamable(_Closable):
 
 async def _taken(pool: _FakePool) -> PooledContainer:
     pool.start()
-    pool.release.release()
-    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    await pool.ready_one()
     taken = pool.take()
     assert taken is not None
     taken.container = _Renamable()  # type: ignore[assignment]
