@@ -94,7 +94,7 @@ async def test_settle_does_not_wait_through_an_outage() -> None:
     writer.submit(Rec("x"))  # type: ignore[arg-type]
     started = asyncio.get_running_loop().time()
     assert await writer.settle("x", timeout_s=5.0) is False
-    assert asyncio.get_running_loop().time() - started < 1.0
+    assert asyncio.get_running_loop().time() - started < 2.5  # half the 5 s it would wait
     store.down = False
     assert await writer.drain(timeout_s=2.0) is True
     assert [r.submission_id for r in store.appended] == ["x"]

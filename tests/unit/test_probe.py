@@ -67,7 +67,7 @@ async def test_a_ping_without_answer_is_unavailable_within_its_bound() -> None:
     begin = asyncio.get_running_loop().time()
     with pytest.raises(DockerUnavailable) as caught:
         await probe.ping(client(SlowDocker(10)), timeout_s=0.05)
-    assert asyncio.get_running_loop().time() - begin < 1
+    assert asyncio.get_running_loop().time() - begin < 5  # the fake answers after 10 s
     assert caught.value.retriable
     assert caught.value.message == "/slow.sock did not answer in time"
     assert isinstance(caught.value.__cause__, TimeoutError)
