@@ -59,7 +59,7 @@ def client(fake: SlowDocker) -> aiodocker.Docker:
 async def test_ping_is_one_unversioned_round_trip_in_milliseconds() -> None:
     fake = SlowDocker(0.02)
     elapsed_ms = await probe.ping(client(fake))
-    assert 15 <= elapsed_ms < 1000
+    assert 15 <= elapsed_ms < 5000
     assert fake.queries == [("_ping", {"versioned_api": False})]
 
 
