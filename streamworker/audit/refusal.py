@@ -15,6 +15,8 @@ rest are refusals.
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 _REFUSED_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
@@ -22,6 +24,7 @@ _OUTAGE_TYPES = (
     OSError,  # includes ConnectionError: refused, reset, unreachable
     TimeoutError,
     OperationalError,  # SQLite: locked, disk I/O, no such table; drivers: connection lost
+    sqlite3.OperationalError,  # the same, raised unwrapped by the plain SQLite lane
     InterfaceError,
     DisconnectionError,
 )

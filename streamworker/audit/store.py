@@ -5,7 +5,7 @@ submissions from all of their events in the same transaction, so at-least-once d
 neither loses nor duplicates anything and the projections always equal a full replay.
 The worker's hot path uses `append_logged` + `project_pending` instead (`pending`,
 `projecting`): the same result, with the projection a moment later, and on a SQLite file
-a whole transaction per thread hop (`sqlite_lane`). Strings are
+a whole transaction per thread hop in plain SQL (`sqlite_lane`, `sqlite_plain`). Strings are
 escaped on the way in and restored on the way out by the column types (`models.SafeText`,
 `models.SafeJSON`), so NUL and surrogates are stored losslessly on both backends.
 """
@@ -22,6 +22,7 @@ from sqlalchemy import Row, Table, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from streamworker.audit import sqlite_plain
 from streamworker.audit.engine import create_engine
 from streamworker.audit.migrate import is_at_head
 from streamworker.audit.models import (
@@ -138,7 +139,7 @@ class AuditStore:
 
     async def _insert_events(self, records: Sequence[AuditRecord]) -> list[bool]:
         if self._lane is not None:
-            return await self._lane.transaction(append_events, self._dialect, records)
+            return await self._lane.transaction(sqlite_plain.append_events, records)
         async with self.engine.begin() as conn:
             return await conn.run_sync(append_events, self._dialect, records)
 
@@ -146,7 +147,7 @@ class AuditStore:
         """Project up to `limit` marked submissions (oldest first) in one transaction;
         how many were projected. A submission re-marked meanwhile stays marked."""
         if self._lane is not None:
-            return await self._lane.transaction(project_marked, self._dialect, limit, only)
+            return await self._lane.transaction(sqlite_plain.project_marked, limit, only)
         async with self.engine.begin() as conn:
             return await conn.run_sync(project_marked, self._dialect, limit, only)
 
@@ -241,7 +242,7 @@ class AuditStore:
     async def events(self, submission_id: str) -> list[AuditRecord]:
         """Every logged event of a submission, in the order they were appended."""
         if self._lane is not None:
-            return records_of(await self._lane.read(event_rows, [submission_id]))
+            return await self._lane.read(sqlite_plain.event_records, [submission_id])
         async with self._reads.connect() as conn:
             return records_of(await conn.run_sync(event_rows, [submission_id]))
 

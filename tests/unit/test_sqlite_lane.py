@@ -3,11 +3,13 @@ transaction per hop."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
 
+from streamworker.audit.refusal import is_refusal
 from streamworker.audit.sqlite_lane import SqliteLane
 
 
@@ -29,21 +31,41 @@ async def test_a_file_database_gets_a_lane_that_commits_per_hop(tmp_path: Path) 
     assert lane is not None
     try:
 
-        def create(conn: Connection) -> None:
-            conn.execute(text("CREATE TABLE t (v INTEGER)"))
-            conn.execute(text("INSERT INTO t VALUES (1)"))
+        def create(conn: sqlite3.Connection) -> None:
+            conn.execute("CREATE TABLE t (v INTEGER)")
+            conn.execute("INSERT INTO t VALUES (1)")
 
-        def fail(conn: Connection) -> None:
-            conn.execute(text("INSERT INTO t VALUES (2)"))
+        def fail(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (2)")
             raise RuntimeError("rolled back")
 
-        def values(conn: Connection) -> list[int]:
-            return [row[0] for row in conn.execute(text("SELECT v FROM t"))]
+        def values(conn: sqlite3.Connection) -> list[int]:
+            return [row[0] for row in conn.execute("SELECT v FROM t")]
+
+        def pragma(name: str) -> Callable[[sqlite3.Connection], object]:
+            return lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0]
 
         await lane.transaction(create)
         with pytest.raises(RuntimeError):
             await lane.transaction(fail)
         assert await lane.read(values) == [1]
-        assert await lane.read(lambda c: c.execute(text("PRAGMA journal_mode")).scalar()) == "wal"
+        assert await lane.read(pragma("journal_mode")) == "wal"
+        assert await lane.read(pragma("foreign_keys")) == 1
+        # Another connection sees what the lane committed: nothing is left open.
+        with sqlite3.connect(tmp_path / "audit.db") as other:
+            assert [row[0] for row in other.execute("SELECT v FROM t")] == [1]
+    finally:
+        await lane.close()
+
+
+async def test_a_file_that_cannot_be_opened_is_an_outage_not_a_refusal(tmp_path: Path) -> None:
+    """The writer retries an outage and quarantines a refusal: a missing directory is the
+    database's trouble, not the records'."""
+    lane = SqliteLane.for_url(f"sqlite:///{tmp_path / 'missing' / 'audit.db'}")
+    assert lane is not None
+    try:
+        with pytest.raises(sqlite3.OperationalError) as caught:
+            await lane.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        assert not is_refusal(caught.value)
     finally:
         await lane.close()
