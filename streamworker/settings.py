@@ -97,8 +97,8 @@ class Settings:
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     app_id: str = "streamworker"
     processing_guarantee: str = "exactly_once"
-    event_loop: str = "asyncio"
-    """The worker's event loop: `asyncio`, or `uvloop` (benchmarked in docs/benchmarks.md)."""
+    event_loop: str = "uvloop"
+    """The worker's event loop: `uvloop`, or `asyncio` (benchmarked in docs/benchmarks.md)."""
     topics: Topics = field(default_factory=Topics)
     database_url: str = ""
     data_dir: Path = Path(".state")
@@ -129,7 +129,8 @@ class Settings:
     """Languages whose images must be present for Docker to count as healthy; () = all."""
     reap_interval_s: float = 30.0
     pool_languages: tuple[str, ...] = ("python",)
-    pool_min_size: int = 2
+    pool_min_size: int | None = None
+    """None ("auto"): concurrency + 1 with reuse (never a miss at full concurrency), else 2."""
     pool_max_size: int = 8
     pool_max_idle_s: float = 300.0
     pool_max_uses: int = 100
@@ -352,7 +353,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         concurrency=max(1, _int(env, "STREAMWORKER_CONCURRENCY", Settings.concurrency)),
         reap_interval_s=_float(env, "STREAMWORKER_REAP_INTERVAL_S", Settings.reap_interval_s),
         pool_languages=_list(env, "STREAMWORKER_POOL_LANGUAGES", Settings.pool_languages),
-        pool_min_size=_int(env, "STREAMWORKER_POOL_MIN_SIZE", Settings.pool_min_size),
+        pool_min_size=None
+        if _get(env, "STREAMWORKER_POOL_MIN_SIZE") in (None, "auto")
+        else _int(env, "STREAMWORKER_POOL_MIN_SIZE", 2),
         pool_max_size=_int(env, "STREAMWORKER_POOL_MAX_SIZE", Settings.pool_max_size),
         pool_max_idle_s=_float(env, "STREAMWORKER_POOL_MAX_IDLE_S", Settings.pool_max_idle_s),
         pool_wait_s=_float(env, "STREAMWORKER_POOL_WAIT_S", Settings.pool_wait_s, positive=False),

@@ -20,6 +20,7 @@ from streamworker.bench.e2e import KafkaDriver
 from streamworker.bench.pool_metrics import phase_counts
 from streamworker.bench.rss import RssSampler, status_kb
 from streamworker.bench.worker import WorkerProcess, isolated_settings
+from streamworker.sandbox.pool_sizing import warm_minimum
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,9 @@ class BenchWorker:
             "commit_interval_s": ws.commit_interval_s,
             "commit_after_ack_s": ws.commit_after_ack_s,
             "pool_languages": list(ws.pool_languages),
-            "pool_min_size": ws.pool_min_size,
+            "pool_min_size": warm_minimum(
+                ws.pool_min_size, ws.concurrency, ws.pool_max_uses, ws.pool_max_size
+            ),
             "pool_max_size": ws.pool_max_size,
             "topic_partitions": ws.topic_partitions,
             "lifetime_peak_rss_mib": None if kb is None else round(kb / 1024, 1),

@@ -106,3 +106,19 @@ def target_size(rate: float, refill_s: float | None, min_size: int, max_size: in
 def creates_in_flight(rate: float, refill_s: float | None) -> int:
     """Creates that must run side by side for the refills to keep pace: ceil(λ·R)."""
     return math.ceil(load(rate, refill_s))
+
+
+def warm_minimum(configured: int | None, concurrency: int, max_uses: int, max_size: int) -> int:
+    """A pre-warmed pool's floor: the configured one, else ("auto") concurrency + 1 when
+    containers are reused, else 2; never above `max_size`.
+
+    With reuse, a worker at its concurrency holds that many containers at once and one
+    more is usually being wiped; a smaller floor means the first burst after a quiet spell
+    misses, and each miss starts a create (~15 ms of the worker's CPU, more of dockerd's)
+    for a container the pool gives back a minute later. Single-use pools replace every
+    take anyway and follow the arrival rate from 2 up.
+    """
+    if configured is not None:
+        return max(0, min(configured, max_size))
+    wanted = concurrency + 1 if max_uses > 1 else 2
+    return max(0, min(wanted, max_size))

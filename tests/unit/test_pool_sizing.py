@@ -14,6 +14,7 @@ from streamworker.sandbox.pool_sizing import (
     creates_in_flight,
     load,
     target_size,
+    warm_minimum,
 )
 
 
@@ -145,3 +146,22 @@ def test_refill_time_is_an_ewma_that_ignores_non_measurements() -> None:
     for _ in range(40):
         refill.observe(0.5)
     assert refill.seconds == pytest.approx(0.5, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("configured", "concurrency", "max_uses", "max_size", "floor"),
+    [
+        (None, 4, 100, 8, 5),  # auto with reuse: every slot busy and one being wiped
+        (None, 4, 1, 8, 2),  # auto, single-use: the old default
+        (None, 16, 100, 8, 8),  # never above the maximum
+        (None, 4, 100, 0, 0),  # pools off
+        (0, 4, 100, 8, 0),  # an explicit 0 keeps a pool empty until it is used
+        (3, 4, 100, 8, 3),  # an explicit size is taken as it is
+        (12, 4, 100, 8, 8),
+        (-5, 4, 100, 8, 0),
+    ],
+)
+def test_warm_minimum(
+    configured: int | None, concurrency: int, max_uses: int, max_size: int, floor: int
+) -> None:
+    assert warm_minimum(configured, concurrency, max_uses, max_size) == floor

@@ -393,3 +393,17 @@ def test_pool_max_uses_defaults_to_reuse_and_takes_large_values() -> None:
     assert load_settings({"STREAMWORKER_POOL_MAX_USES": "1"}).pool_max_uses == 1
     assert load_settings({"STREAMWORKER_POOL_MAX_USES": str(10**9)}).pool_max_uses == 10**9
     assert config_error({"STREAMWORKER_POOL_MAX_USES": "many"}).key == "STREAMWORKER_POOL_MAX_USES"
+
+
+def test_pool_min_size_is_auto_unless_given() -> None:
+    assert load_settings({}).pool_min_size is None
+    assert load_settings({"STREAMWORKER_POOL_MIN_SIZE": "auto"}).pool_min_size is None
+    assert load_settings({"STREAMWORKER_POOL_MIN_SIZE": "0"}).pool_min_size == 0
+    assert load_settings({"STREAMWORKER_POOL_MIN_SIZE": "3"}).pool_min_size == 3
+    for bad in ("-1", "Auto ", "two", "1e3"):
+        assert config_error({"STREAMWORKER_POOL_MIN_SIZE": bad}).key == "STREAMWORKER_POOL_MIN_SIZE"
+
+
+def test_the_event_loop_defaults_to_uvloop() -> None:
+    assert load_settings({}).event_loop == "uvloop"
+    assert load_settings({"STREAMWORKER_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
