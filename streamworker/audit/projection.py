@@ -112,13 +112,25 @@ def _parse_time(value: object) -> datetime | None:
     return None
 
 
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+_BIGINT = range(-(2**63), 2**63)
+_INTEGER = range(-(2**31), 2**31)
+"""What BIGINT and INTEGER columns hold on PostgreSQL (SQLite: BIGINT's range for both).
+A JSON number outside projects as NULL: the database would refuse the whole row, and the
+submission's projection would fail on every try."""
+
+
+def _int(value: object, bounds: range = _BIGINT) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value in bounds:
+        return value
+    return None
 
 
 def _float(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float (JSON allows 10**400)
+            return None
     return None
 
 
@@ -136,7 +148,7 @@ def _run_row(
         "ordinal": ordinal,
         "test_case_id": None if test_case_id is None else str(test_case_id),
         "status": _str(run.get("status")),
-        "exit_code": _int(run.get("exit_code")),
+        "exit_code": _int(run.get("exit_code"), _INTEGER),
         "signal": _str(run.get("signal")),
         "cpu_time_s": _float(run.get("cpu_time_s")),
         "wall_time_s": _float(run.get("wall_time_s")),
@@ -229,7 +241,7 @@ def project_submission(records: Iterable[AuditRecord]) -> Projection:
         row |= {
             "language": _str(payload.get("language")) or fallback_language,
             "status": _str(payload.get("status")),
-            "judge0_status_id": _int(payload.get("judge0_status_id")),
+            "judge0_status_id": _int(payload.get("judge0_status_id"), _INTEGER),
             "message": _str(payload.get("message")),
             "received_at": _parse_time(payload.get("received_at")) or received_time(),
             "started_at": _parse_time(payload.get("started_at")),

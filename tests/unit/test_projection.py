@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from datetime import UTC, datetime, timedelta
@@ -248,6 +249,27 @@ class TestFinished:
             }
         ]
         assert set(rows[0]) == set(RUN_COLUMNS)
+
+    @pytest.mark.parametrize(
+        ("field", "value", "projected"),
+        [
+            ("exit_code", 2**31 - 1, 2**31 - 1),
+            ("exit_code", 2**31, None),  # INTEGER on PostgreSQL
+            ("exit_code", -(2**31), -(2**31)),
+            ("memory_kb", 2**63 - 1, 2**63 - 1),
+            ("memory_kb", 2**63, None),  # BIGINT
+            ("cpu_time_s", 10**400, None),  # no float holds it
+            ("cpu_time_s", 2**63, float(2**63)),
+        ],
+    )
+    def test_numbers_outside_their_column_project_as_null(
+        self, field: str, value: int, projected: float | None
+    ) -> None:
+        answer = finished()
+        run = dict(answer.payload["runs"][0], **{field: value})
+        answer = dataclasses.replace(answer, payload=dict(answer.payload, runs=[run]))
+        _, rows = project_submission([answer])
+        assert rows[0][field] == projected
 
     def test_finished_beats_later_received_and_started(self) -> None:
         answer = finished(attempt=1, t=3)

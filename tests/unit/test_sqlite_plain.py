@@ -8,6 +8,7 @@ the other wrote as the same records.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -207,3 +208,26 @@ def test_long_id_lists_are_read_in_chunks(tmp_path: Path) -> None:
     ids = [f"s-{i}" for i in range(40_001)]
     assert [r.event_id for r in sqlite_plain.event_records(conn, ids)] == ["e"]
     conn.close()
+
+
+async def test_numbers_no_column_holds_project_as_null_on_both_paths(
+    stores: tuple[AuditStore, AuditStore],
+) -> None:
+    """A JSON number may be any size; the row must still project (as NULL there) rather
+    than fail on every try."""
+    huge = dict(_result_payload("huge", "accepted"), judge0_status_id=2**31)
+    huge["runs"] = [
+        {"status": "accepted", "exit_code": -(2**31) - 1, "memory_kb": 2**63},
+        {"status": "accepted", "cpu_time_s": 10**400, "wall_time_s": -(10**400)},
+    ]
+    records = lifecycle("huge")
+    records[3] = dataclasses.replace(records[3], payload=huge)
+    for store in stores:
+        await store.append_logged(records)
+        assert await store.project_pending() == 1
+        assert await store.unprojected() == 0
+    dumps = [_dump(store) for store in stores]
+    assert dumps[0] == dumps[1]
+    runs = [row for row in dumps[0]["execution_runs"] if row[1] == "run"]
+    # submission, stage, ordinal, test case, status, exit, signal, cpu, wall, memory, ...
+    assert [(r[5], r[7], r[8], r[9]) for r in runs] == [(None,) * 4, (None,) * 4]
