@@ -40,14 +40,31 @@ DEADLINE_SLACK_S = 30
 """How long past its time budget a container may live before the reaper removes it."""
 
 
+RENAME_AFTER_S = 0.25
+"""A taken container gets the submission's name only if its use lasts this long."""
+
+
 @asynccontextmanager
 async def warm_session(
-    pools: PoolManager, pooled: PooledContainer, policy: ContainerPolicy, name: str
+    pools: PoolManager,
+    pooled: PooledContainer,
+    policy: ContainerPolicy,
+    name: str,
+    rename_after_s: float = RENAME_AFTER_S,
 ) -> AsyncIterator[AttachedSession]:
-    """Use a pooled container for one submission: rename it, fit its limits, and give it
-    back to `pools` afterwards (recycled only when the use ended cleanly)."""
+    """Use a pooled container for one submission: fit its limits, name it after the
+    submission if the use lasts `rename_after_s`, and give it back to `pools` afterwards
+    (recycled only when the use ended cleanly).
+
+    Why the name waits: renaming a container there and back cost the worker ~3.5 ms of
+    CPU per submission, a quarter of all it spent on a python hello (docs/benchmarks.md),
+    for a name that matters only while something may look for it: a retry removing the
+    run of a worker that died, the reaper telling taken containers from idle ones, an
+    operator. A use shorter than `rename_after_s` is over before any of them looks; a
+    longer one is renamed as before, and renamed back by `recycle`.
+    """
     session = pooled.session()
-    renaming = asyncio.create_task(_rename(pools.docker, pooled, name))
+    renaming = asyncio.create_task(_rename_later(pools.docker, pooled, name, rename_after_s))
     clean = False
     try:
         if (policy.memory_mb, policy.processes) != (
@@ -58,8 +75,20 @@ async def warm_session(
         yield session
         clean = True
     finally:
-        await asyncio.shield(renaming)
+        if pooled.renamed:  # under way or done: let it finish, `recycle` names it back
+            await asyncio.shield(renaming)
+        else:  # still waiting: the container keeps its pool name
+            renaming.cancel()
+            await asyncio.gather(renaming, return_exceptions=True)
         pools.release(pooled, session if clean else None)
+
+
+async def _rename_later(
+    docker: aiodocker.Docker, pooled: PooledContainer, name: str, after_s: float
+) -> None:
+    await asyncio.sleep(after_s)
+    pooled.renamed = True  # before the request: from here on the name may change
+    await _rename(docker, pooled, name)
 
 
 async def _rename(docker: aiodocker.Docker, pooled: PooledContainer, name: str) -> None:

@@ -1,8 +1,9 @@
 """Warm pools: per language, pre-created and started sandbox containers.
 
 A container costs ~200 ms to create and start; a pooled one is taken in microseconds,
-renamed to the submission's deterministic name, given the run's memory and pids limits
-(Docker can change those on a live container) and used by one submission; then its
+given the run's memory and pids limits (Docker can change those on a live container),
+renamed to the submission's deterministic name if its use lasts (`executor.warm_session`)
+and used by one submission; then its
 helper wipes it and it goes back to the pool (`recycle`), up to `pool_max_uses` times,
 or it is destroyed. Everything else about it is fixed at create time and identical to a
 cold container: the same payload (`spec.attached_config` of `spec.container_config`),
@@ -121,8 +122,9 @@ class PoolManager:
         """Remove this worker's never-taken pool containers that drain did not know of.
 
         A create cancelled mid-request can leave a container the daemon made but whose id
-        never came back; a removal can fail under load. Taken containers carry the
-        submission's name by now and are left to their runs.
+        never came back; a removal can fail under load. Runs have ended by now (the worker
+        stops its pools last); one still going past its grace period carries its
+        submission's name (any use that long was renamed) and is left to it.
         """
         filters = {
             "label": [

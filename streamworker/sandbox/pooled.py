@@ -34,6 +34,9 @@ class PooledContainer:
     """Submissions that took it so far (`Settings.pool_max_uses` bounds them)."""
     lent: bool = False
     """Taken, and its pool counts on getting it back (`LanguagePool.lent`)."""
+    renamed: bool = False
+    """Its current use renamed it (or tried to) after the submission: `recycle` gives it
+    a pool name again. A short use never renames it (`executor.warm_session`)."""
 
     def session(self) -> AttachedSession:
         return AttachedSession(self.container, self.image_id, self.stream)

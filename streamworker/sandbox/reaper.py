@@ -54,7 +54,10 @@ def is_orphaned_pool_container(
 ) -> bool:
     """An idle warm container its pool should have recycled long ago: its worker is gone.
 
-    Taken containers are renamed to their submission's name, so only idle ones match.
+    A taken container keeps its pool name only for a use shorter than
+    `executor.RENAME_AFTER_S` (then it is renamed after its submission), and is taken
+    only while younger than its idle limit, so `idle-until` (the limit plus a minute)
+    cannot pass under a use; idle ones match.
     "Long ago" is the owner's own idle limit when the container carries it
     (`idle-until`): on a daemon shared by workers with different pool settings, one
     worker's reaper must not take another's idle containers by its own clock.

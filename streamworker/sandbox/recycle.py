@@ -3,10 +3,11 @@
 Every process of the run is gone when its last step is answered (the helper, PID 1,
 reaps them all). What else a run could leave is state in the container: files in the
 work dir, /tmp and /dev/shm, POSIX and System V IPC objects, marks on the work dir, the
-helper's snapshot, the limits a compile or a run set, the submission's name. The helper
-wipes the first ones (`AttachedSession.wipe`, `--reset 2`), the limits are set back and
-the container gets a pool name again. Anything short of that, and it is removed like a
-single-use container. All of it runs off the hot path, after the verdict.
+helper's snapshot, the limits a compile or a run set, the submission's name (only a use
+longer than `executor.RENAME_AFTER_S` takes it). The helper wipes the first ones
+(`AttachedSession.wipe`, `--reset 2`), the limits are set back and a renamed container
+gets a pool name again. Anything short of that, and it is removed like a single-use
+container. All of it runs off the hot path, after the verdict.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ async def recycle(pool: LanguagePool, pooled: PooledContainer, session: Attached
         home = (pooled.policy.memory_mb, pooled.policy.processes)
         if session.limited is not None and session.limited != home:
             await session.restrict(*home)
-        rename = pooled.container.rename(pool_container_name(pool.language.id))
-        await docker_call(rename, RENAME_TIMEOUT_S, "rename")
+        if pooled.renamed:  # a long use took the submission's name; short ones keep theirs
+            rename = pooled.container.rename(pool_container_name(pool.language.id))
+            await docker_call(rename, RENAME_TIMEOUT_S, "rename")
+            pooled.renamed = False
     except asyncio.CancelledError:
         pool.give_up(pooled)
         await asyncio.shield(remove_pooled(pooled))

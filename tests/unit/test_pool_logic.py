@@ -18,6 +18,7 @@ from streamworker.languages.registry import get_language
 from streamworker.sandbox import recycle as recycle_module
 from streamworker.sandbox.budget import MemoryBudget
 from streamworker.sandbox.container import remove_container, wait_gone
+from streamworker.sandbox.executor import warm_session
 from streamworker.sandbox.language_pool import LanguagePool
 from streamworker.sandbox.policy import max_time_budget_s, pool_policy, time_budget_s
 from streamworker.sandbox.pool import fits
@@ -523,11 +524,87 @@ async def test_recycle_puts_back_a_wiped_container_with_its_limits_and_a_pool_na
     taken = await _taken(pool)
     session = _FakeSession()
     session.limited = (64, 8)  # the run's, lower than the pool's
+    taken.renamed = True  # a long use took the submission's name
     await recycle_module.recycle(pool, taken, session)  # type: ignore[arg-type]
     assert session.restricted == [(pool.policy.memory_mb, pool.policy.processes)]
     names = taken.container.names  # type: ignore[attr-defined]
     assert len(names) == 1 and names[0].startswith(POOL_NAME_PREFIX + "python-")
+    assert not taken.renamed
     assert removed == [] and pool.size == 1 and pool.lent == 0
+    await pool.drain()
+
+
+class _Releases:
+    """What `warm_session` asks of its pool manager: give the container back."""
+
+    docker = None
+
+    def __init__(self) -> None:
+        self.released: list[tuple[PooledContainer, object]] = []
+
+    def release(self, pooled: PooledContainer, session: object) -> None:
+        self.released.append((pooled, session))
+
+
+async def test_a_short_use_is_never_renamed_there_or_back(
+    removed: list[PooledContainer],
+) -> None:
+    pool = _FakePool(min_size=1)
+    taken = await _taken(pool)
+    pools = _Releases()
+    name = "streamworker-short-0123456789-a1"
+    async with warm_session(pools, taken, taken.policy, name, rename_after_s=5.0) as session:  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+    assert taken.container.names == [] and not taken.renamed  # type: ignore[attr-defined]
+    assert pools.released == [(taken, session)]
+    await recycle_module.recycle(pool, taken, _FakeSession())  # type: ignore[arg-type]
+    assert taken.container.names == []  # type: ignore[attr-defined]
+    assert removed == [] and pool.size == 1
+    await pool.drain()
+
+
+async def test_a_long_use_takes_the_submission_name_and_gives_it_back(
+    removed: list[PooledContainer],
+) -> None:
+    pool = _FakePool(min_size=1)
+    taken = await _taken(pool)
+    pools = _Releases()
+    name = "streamworker-long-0123456789-a1"
+    async with warm_session(pools, taken, taken.policy, name, rename_after_s=0.01):  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert taken.container.names == [name]  # type: ignore[attr-defined]
+    assert taken.renamed
+    await recycle_module.recycle(pool, taken, _FakeSession())  # type: ignore[arg-type]
+    names = taken.container.names  # type: ignore[attr-defined]
+    assert names[0] == name and names[1].startswith(POOL_NAME_PREFIX) and len(names) == 2
+    assert not taken.renamed and removed == [] and pool.size == 1
+    await pool.drain()
+
+
+async def test_a_use_ending_while_its_rename_is_under_way_waits_for_it() -> None:
+    """The rename finishes before the container goes back (recycle then renames it back,
+    never the other way round)."""
+    pool = _FakePool(min_size=1)
+    taken = await _taken(pool)
+    gate = asyncio.Event()
+
+    class _SlowRename(_Renamable):
+        async def rename(self, name: str) -> None:
+            await gate.wait()
+            self.names.append(name)
+
+    taken.container = _SlowRename()  # type: ignore[assignment]
+    pools = _Releases()
+    use = warm_session(pools, taken, taken.policy, "streamworker-slow-a1", rename_after_s=0)  # type: ignore[arg-type]
+    await use.__aenter__()
+    await asyncio.sleep(0.01)  # the rename request is out, unanswered
+    ending = asyncio.create_task(use.__aexit__(None, None, None))
+    await asyncio.sleep(0.01)
+    assert not ending.done() and pools.released == []
+    gate.set()
+    await ending
+    assert taken.container.names == ["streamworker-slow-a1"] and taken.renamed  # type: ignore[attr-defined]
+    assert len(pools.released) == 1
     await pool.drain()
 
 
