@@ -87,6 +87,8 @@ class LanguagePool:
         self.created = 0
         self.lent = 0
         """Taken containers expected back (`may_return`); they count as supply."""
+        self.recycling = 0
+        """Of those, the ones being wiped now (`recycling_started`): back in milliseconds."""
 
     @property
     def size(self) -> int:
@@ -111,10 +113,13 @@ class LanguagePool:
                 return pooled
             self._discard(pooled)  # too old for its deadline label: recycle
         metrics.POOL_MISSES.labels(self.language.id).inc()
-        # A burst outruns the smoothed rate: grow now, by one per miss.
-        self.target = min(self.max_size, max(self.target, self.rate_based_size(now)) + 1)
-        metrics.POOL_TARGET.labels(self.language.id).set(self.target)
-        self._quiet_since = now
+        if self.recycling <= self.waiting or self.settings.pool_wait_s <= 0:
+            # A burst outruns the smoothed rate: grow now, by one per miss. Not when a
+            # container being wiped is free for this take (and the take waits for it):
+            # it is back within milliseconds, long before a create would be.
+            self.target = min(self.max_size, max(self.target, self.rate_based_size(now)) + 1)
+            metrics.POOL_TARGET.labels(self.language.id).set(self.target)
+            self._quiet_since = now
         self._changed()
         return None
 
@@ -178,8 +183,17 @@ class LanguagePool:
         pooled.lent = self.may_return(pooled)
         self.lent += pooled.lent
 
+    def recycling_started(self, pooled: PooledContainer) -> None:
+        """A lent container's use ended cleanly and `recycle` wipes it now."""
+        if pooled.lent and not pooled.recycling:
+            pooled.recycling = True
+            self.recycling += 1
+
     def give_up(self, pooled: PooledContainer) -> None:
         """A taken container will not come back (its caller removes it): refill for it."""
+        if pooled.recycling:
+            pooled.recycling = False
+            self.recycling -= 1
         if pooled.lent:
             pooled.lent = False
             self.lent -= 1
@@ -228,7 +242,8 @@ class LanguagePool:
         self._changed()
 
     async def _refill_forever(self) -> None:
-        """Keep `target` containers ready plus one per waiting run, creating a few at a
+        """Keep `target` containers ready plus one per waiting run that no container being
+        wiped will serve, creating a few at a
         time as a pipeline: a new create starts as soon as one finishes."""
         creating: set[asyncio.Task[None]] = set()
 
@@ -249,7 +264,9 @@ class LanguagePool:
                     self._recycle_old()
                     self._resize()
                     supply = len(self._ready) + len(creating) + self.lent
-                    missing = self.target + self.waiting - supply
+                    # A waiter that a container being wiped will serve needs no create.
+                    unserved = max(0, self.waiting - self.recycling)
+                    missing = self.target + unserved - supply
                     # Two at a time (up to four while runs wait): enough to keep up with
                     # a burst, not enough to thrash; more only when the observed rate
                     # needs more replacements under way than that (Little's law).

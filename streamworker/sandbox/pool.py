@@ -103,6 +103,7 @@ class PoolManager:
         removed."""
         pool = self.pools.get(pooled.language_id)
         if pool is not None and pooled.lent and session is not None and session.intact:
+            pool.recycling_started(pooled)
             in_background(recycle(pool, pooled, session))
             return
         if pool is not None:

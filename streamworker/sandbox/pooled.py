@@ -34,6 +34,8 @@ class PooledContainer:
     """Submissions that took it so far (`Settings.pool_max_uses` bounds them)."""
     lent: bool = False
     """Taken, and its pool counts on getting it back (`LanguagePool.lent`)."""
+    recycling: bool = False
+    """Being wiped for its next use (`LanguagePool.recycling`)."""
     renamed: bool = False
     """Its current use renamed it (or tried to) after the submission: `recycle` gives it
     a pool name again. A short use never renames it (`executor.warm_session`)."""

@@ -620,3 +620,38 @@ async def test_recycle_removes_a_container_its_helper_did_not_wipe(
     assert taken.container.names == []  # type: ignore[attr-defined]
     assert metrics.POOL_RECYCLE_FAILURES.labels("python")._value.get() == failures + 1
     await pool.drain()
+
+
+async def test_a_miss_a_container_being_wiped_will_serve_does_not_grow_the_pool(
+    removed: list[PooledContainer],
+) -> None:
+    pool = _FakePool(min_size=1)
+    taken = await _taken(pool)
+    target = pool.target
+    pool.recycling_started(taken)
+    assert pool.recycling == 1
+    made = pool.made
+    waiting = asyncio.create_task(pool.acquire(5.0))  # a miss: the wiped one will come
+    await asyncio.sleep(0.01)
+    assert pool.target == target and not waiting.done()
+    pool.release.release()  # a create started for the waiter would finish now
+    await asyncio.sleep(0.02)
+    assert pool.made == made and not waiting.done(), "no create for a waiter the wipe serves"
+    assert pool.take() is None  # a second miss: nothing is being wiped for it
+    assert pool.target == target + 1
+    await recycle_module.recycle(pool, taken, _FakeSession())  # type: ignore[arg-type]
+    assert await waiting is taken and pool.recycling == 0 and not taken.recycling
+    await pool.drain()
+
+
+async def test_a_failed_wipe_stops_counting_as_coming_back(
+    removed: list[PooledContainer],
+) -> None:
+    pool = _FakePool(min_size=1)
+    taken = await _taken(pool)
+    pool.recycling_started(taken)
+    pool.recycling_started(taken)  # counted once
+    assert pool.recycling == 1 and pool.lent == 1
+    await recycle_module.recycle(pool, taken, _FakeSession(SandboxError("no wipe")))  # type: ignore[arg-type]
+    assert pool.recycling == 0 and pool.lent == 0 and removed == [taken]
+    await pool.drain()
