@@ -55,6 +55,9 @@ __all__ = ["AuditRecord", "AuditStore"]
 log = logging.getLogger(__name__)
 
 _REBUILD_BATCH = 500
+QUICK_APPEND_MAX = 32
+"""Appends of up to this many records may run on the event loop's thread (`SqliteLane.
+quick_transaction`, well under a millisecond); a larger batch would hold up the loop."""
 
 
 def _row_dict(table: Table, row: Row[Any]) -> dict[str, Any]:
@@ -139,6 +142,8 @@ class AuditStore:
 
     async def _insert_events(self, records: Sequence[AuditRecord]) -> list[bool]:
         if self._lane is not None:
+            if len(records) <= QUICK_APPEND_MAX:
+                return await self._lane.quick_transaction(sqlite_plain.append_events, records)
             return await self._lane.transaction(sqlite_plain.append_events, records)
         async with self.engine.begin() as conn:
             return await conn.run_sync(append_events, self._dialect, records)
@@ -242,7 +247,7 @@ class AuditStore:
     async def events(self, submission_id: str) -> list[AuditRecord]:
         """Every logged event of a submission, in the order they were appended."""
         if self._lane is not None:
-            return await self._lane.read(sqlite_plain.event_records, [submission_id])
+            return await self._lane.quick_read(sqlite_plain.event_records, [submission_id])
         async with self._reads.connect() as conn:
             return records_of(await conn.run_sync(event_rows, [submission_id]))
 

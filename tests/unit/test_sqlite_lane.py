@@ -3,6 +3,7 @@ transaction per hop."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -67,5 +68,49 @@ async def test_a_file_that_cannot_be_opened_is_an_outage_not_a_refusal(tmp_path:
         with pytest.raises(sqlite3.OperationalError) as caught:
             await lane.read(lambda conn: conn.execute("SELECT 1").fetchone())
         assert not is_refusal(caught.value)
+    finally:
+        await lane.close()
+
+
+async def test_short_work_runs_on_the_loop_and_falls_back_when_the_lock_is_taken(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.db"
+    lane = SqliteLane.for_url(f"sqlite:///{path}")
+    assert lane is not None
+
+    def insert(value: int) -> Callable[[sqlite3.Connection], object]:
+        return lambda conn: conn.execute("INSERT INTO t VALUES (?)", (value,))
+
+    def values(conn: sqlite3.Connection) -> list[int]:
+        return [row[0] for row in conn.execute("SELECT v FROM t ORDER BY v")]
+
+    try:
+        # Before the lane opened the file (and made it WAL) nothing runs on the loop.
+        await lane.quick_transaction(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
+        assert (lane.inline_runs, lane.fallbacks) == (0, 0)
+        await lane.quick_transaction(insert(1))
+        assert lane.inline_runs == 1
+
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        other.execute("INSERT INTO t VALUES (2)")
+        waiting = asyncio.create_task(lane.quick_transaction(insert(3)))
+        await asyncio.sleep(0.2)
+        assert lane.fallbacks == 1 and not waiting.done()  # the lane waits for the lock
+        assert await lane.quick_read(values) == [1]  # a WAL reader is never held up
+        assert lane.inline_runs == 2
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(waiting, 10)
+        assert await lane.quick_read(values) == [1, 2, 3]
+
+        def fail(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (4)")
+            raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            await lane.quick_transaction(fail)
+        assert await lane.read(values) == [1, 2, 3]
     finally:
         await lane.close()
