@@ -89,31 +89,29 @@ class SqliteLane:
 
     async def quick_transaction(self, work: Callable[..., T], *args: Any) -> T:
         """`transaction` for short work: on this thread unless SQLite's lock is taken."""
-        inline = self._inline_connection()
-        if inline is not None:
-            try:
-                result = _in_transaction(inline, work, args)
-                self.inline_runs += 1
-                return result
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise
-                self.fallbacks += 1
-        return await self.transaction(work, *args)
+        done, result = self._try_inline(lambda conn: _in_transaction(conn, work, args))
+        return result if done else await self.transaction(work, *args)
 
     async def quick_read(self, work: Callable[..., T], *args: Any) -> T:
         """`read` for short work: on this thread unless SQLite answers busy."""
+        done, result = self._try_inline(lambda conn: work(conn, *args))
+        return result if done else await self.read(work, *args)
+
+    def _try_inline(self, call: Callable[[sqlite3.Connection], T]) -> tuple[bool, Any]:
+        """(True, what `call` returned on the loop's connection), or (False, None) when
+        that connection is not open yet or SQLite answered busy; other errors raise."""
         inline = self._inline_connection()
-        if inline is not None:
-            try:
-                result = work(inline, *args)
-                self.inline_runs += 1
-                return result
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise
-                self.fallbacks += 1
-        return await self.read(work, *args)
+        if inline is None:
+            return False, None
+        try:
+            result = call(inline)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            self.fallbacks += 1
+            return False, None
+        self.inline_runs += 1
+        return True, result
 
     def _inline_connection(self) -> sqlite3.Connection | None:
         """The event loop thread's connection, once the lane's has opened the file (and

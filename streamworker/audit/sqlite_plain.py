@@ -37,6 +37,7 @@ from streamworker.audit.models import (
     execution_runs,
     executions,
 )
+from streamworker.audit.pending import insert_row
 from streamworker.audit.projection import Projection, project_submission
 from streamworker.audit.records import AuditKind, AuditRecord
 
@@ -143,17 +144,7 @@ def append_events(conn: sqlite3.Connection, records: Sequence[AuditRecord]) -> l
     submissions; one `inserted` flag per record (a repeat within `records` is new once)."""
     inserted = []
     for record in records:
-        values = _EVENTS.row(
-            {
-                "event_id": record.event_id,
-                "submission_id": record.submission_id,
-                "kind": str(record.kind),
-                "attempt": record.attempt,
-                "worker_id": record.worker_id,
-                "occurred_at": record.occurred_at,
-                "payload": dict(record.payload),
-            }
-        )
+        values = _EVENTS.row(insert_row(record))
         inserted.append(conn.execute(_APPEND, values).rowcount == 1)
     touched = sorted({r.submission_id for r, new in zip(records, inserted, strict=True) if new})
     if touched:
