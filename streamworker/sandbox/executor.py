@@ -77,9 +77,10 @@ async def warm_session(
     finally:
         if pooled.renamed:  # under way or done: let it finish, `recycle` names it back
             await asyncio.shield(renaming)
-        else:  # still waiting: the container keeps its pool name
+        else:
+            # Still asleep: cancelled at that sleep, it never renames (nothing to await,
+            # so a second cancellation here cannot skip the release below).
             renaming.cancel()
-            await asyncio.gather(renaming, return_exceptions=True)
         pools.release(pooled, session if clean else None)
 
 

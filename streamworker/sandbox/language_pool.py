@@ -243,8 +243,8 @@ class LanguagePool:
 
     async def _refill_forever(self) -> None:
         """Keep `target` containers ready plus one per waiting run that no container being
-        wiped will serve, creating a few at a
-        time as a pipeline: a new create starts as soon as one finishes."""
+        wiped will serve, creating a few at a time as a pipeline: a new create starts as
+        soon as one finishes."""
         creating: set[asyncio.Task[None]] = set()
 
         def finished(task: asyncio.Task[None]) -> None:

@@ -3,13 +3,13 @@
 A container costs ~200 ms to create and start; a pooled one is taken in microseconds,
 given the run's memory and pids limits (Docker can change those on a live container),
 renamed to the submission's deterministic name if its use lasts (`executor.warm_session`)
-and used by one submission; then its
-helper wipes it and it goes back to the pool (`recycle`), up to `pool_max_uses` times,
-or it is destroyed. Everything else about it is fixed at create time and identical to a
-cold container: the same payload (`spec.attached_config` of `spec.container_config`),
-made the same way (`container.start_served`) and driven the same way
-(`container.AttachedSession`), so a run gets the same verdict warm or cold. One
-`LanguagePool` per language (in `language_pool`) keeps the containers.
+and used by one submission; then its helper wipes it and it goes back to the pool
+(`recycle`), up to `pool_max_uses` times, or it is destroyed. Everything else about it
+is fixed at create time and identical to a cold container: the same payload
+(`spec.attached_config` of `spec.container_config`), made the same way
+(`container.start_served`) and driven the same way (`container.AttachedSession`), so a
+run gets the same verdict warm or cold. One `LanguagePool` per language (in
+`language_pool`) keeps the containers.
 """
 
 from __future__ import annotations
