@@ -121,8 +121,10 @@ async def test_docker_stop_and_start_reach_the_topic_and_http(
         assert await accepted(kafka_bootstrap, worker.topics), worker.log()
 
         stopped = time.monotonic()
+        before_stop = len(feed.seen)
         await asyncio.to_thread(worker_dockerd.stop)
         down = await feed.next_status("unhealthy", timeout_s=20)
+        stopping = feed.seen[before_stop:]
         detected_s = time.monotonic() - stopped
         assert down["docker"]["reachable"] is False and down["docker"]["version"] is None
         assert str(worker_dockerd.sock) in down["reason"], down
@@ -137,6 +139,11 @@ async def test_docker_stop_and_start_reach_the_topic_and_http(
         await http_until(f"{worker.url}/health", 200)
         await http_until(f"{worker.url}/ready", 200)
         assert await accepted(kafka_bootstrap, worker.topics), worker.log()
+    # A daemon that is shutting down may still answer, slowly (a ping over a second,
+    # while it stops the worker's warm containers): degraded is true then. Never while
+    # it is up, before the stop or after the restart.
     statuses = [event["status"] for event in feed.seen]
-    assert "degraded" not in statuses, feed.seen
+    assert "degraded" not in statuses[:before_stop], feed.seen
+    assert "degraded" not in statuses[before_stop + len(stopping) :], feed.seen
+    assert {event["status"] for event in stopping} <= {"healthy", "degraded", "unhealthy"}
     assert detected_s < 15, f"unhealthy published {detected_s:.1f}s after the daemon stopped"
