@@ -48,13 +48,20 @@ def lock_submissions(conn: Connection, dialect: str, submission_ids: Iterable[st
         conn.execute(_LOCK_ALL, {"keys": keys})
 
 
+def known_kind(kind: str, event_id: str) -> bool:
+    """Whether this version can project `kind`; a newer version's kinds are skipped (and
+    said so), never a crash."""
+    if kind in _KNOWN_KINDS:
+        return True
+    log.warning("skipping audit event %s of unknown kind %r", event_id, kind)
+    return False
+
+
 def records_of(rows: Iterable[Row[Any]]) -> list[AuditRecord]:
     """Rows of `audit_events` as records; kinds this version does not know are skipped."""
     records = []
     for row in rows:
-        if row.kind not in _KNOWN_KINDS:
-            # Written by a newer version; this one cannot project it and must not crash.
-            log.warning("skipping audit event %s of unknown kind %r", row.event_id, row.kind)
+        if not known_kind(row.kind, row.event_id):
             continue
         records.append(
             AuditRecord(

@@ -38,6 +38,7 @@ from streamworker.audit.models import (
     executions,
 )
 from streamworker.audit.pending import insert_row
+from streamworker.audit.projecting import known_kind
 from streamworker.audit.projection import Projection, project_submission
 from streamworker.audit.records import AuditKind, AuditRecord
 
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 IN_CHUNK = 500
 """Values per `IN (…)` list: far below SQLite's bound on parameters per statement."""
-
-_KNOWN_KINDS = frozenset(kind.value for kind in AuditKind)
 
 
 def stored_time(value: datetime) -> str:
@@ -167,8 +166,7 @@ def event_records(conn: sqlite3.Connection, submission_ids: Sequence[str]) -> li
     rows.sort(key=lambda row: row[0])
     records = []
     for _, event_id, submission_id, kind, attempt, worker_id, occurred_at, payload in rows:
-        if kind not in _KNOWN_KINDS:
-            log.warning("skipping audit event %s of unknown kind %r", event_id, kind)
+        if not known_kind(kind, event_id):
             continue
         records.append(
             AuditRecord(
