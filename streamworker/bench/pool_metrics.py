@@ -8,6 +8,7 @@ that ends `cold` ran without one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +18,7 @@ MISSES = "streamworker_pool_misses_total"
 WAITS = "streamworker_pool_wait_duration_seconds_count"
 REUSES = "streamworker_pool_reuses_total"
 """Sample names as exposed (counters with `_total`, the histogram's `_count`)."""
+READY = "streamworker_pool_ready_containers"
 
 
 @dataclass(frozen=True)
@@ -74,3 +76,14 @@ def phase_counts(before: str | None, after: str | None, language: str) -> PoolCo
     if before is None or after is None:
         return None
     return pool_counts(after, language).minus(pool_counts(before, language))
+
+
+def pools_short(text: str, minimum: int, languages: Sequence[str]) -> list[str]:
+    """The languages whose pool holds fewer than `minimum` ready containers on this page
+    (a language without the gauge yet counts as empty)."""
+    ready: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == READY and "language" in sample.labels:
+                ready[sample.labels["language"]] = sample.value
+    return [lang for lang in languages if ready.get(lang, 0.0) < minimum]

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 import uuid
 from collections import deque
@@ -34,6 +35,7 @@ from streamworker.sandbox.pool_sizing import (
     ArrivalRate,
     RefillTime,
     creates_in_flight,
+    retirement_age,
     target_size,
 )
 from streamworker.sandbox.pooled import PooledContainer, remove_later, remove_pooled
@@ -106,7 +108,7 @@ class LanguagePool:
         self.arrivals.arrive(now)
         while self._ready:
             pooled = self._ready.popleft()
-            if time.monotonic() - pooled.created_monotonic < self.settings.pool_max_idle_s:
+            if pooled.fresh(time.monotonic(), self.max_idle_s):
                 metrics.POOL_HITS.labels(self.language.id).inc()
                 self._lend(pooled)
                 self._changed()
@@ -170,10 +172,9 @@ class LanguagePool:
 
     def may_return(self, pooled: PooledContainer) -> bool:
         """Whether a container may serve another submission after its current one."""
-        age = time.monotonic() - pooled.created_monotonic
         return (
             pooled.uses < self.settings.pool_max_uses
-            and age < self.max_idle_s
+            and pooled.fresh(time.monotonic(), self.max_idle_s)
             and self._task is not None
             and (self._image_id is None or pooled.image_id == self._image_id)
         )
@@ -293,6 +294,7 @@ class LanguagePool:
     async def _add(self) -> None:
         began = time.monotonic()
         pooled = await self._create()
+        pooled.max_age_s = retirement_age(self.max_idle_s, random.random())
         elapsed = time.monotonic() - began
         self.refill.observe(elapsed)
         metrics.POOL_REFILL_SECONDS.labels(self.language.id).observe(elapsed)
@@ -301,10 +303,10 @@ class LanguagePool:
         self._changed()
 
     def _recycle_old(self) -> None:
-        """Idle containers older than the max idle time go (the reaper treats them as
-        orphans a minute later)."""
+        """Idle containers past their age limit go (the reaper treats them as orphans a
+        minute after the max idle age)."""
         now = time.monotonic()
-        for pooled in [p for p in self._ready if now - p.created_monotonic > self.max_idle_s]:
+        for pooled in [p for p in self._ready if not p.fresh(now, self.max_idle_s)]:
             self._ready.remove(pooled)
             self._discard(pooled)
 

@@ -122,3 +122,19 @@ def warm_minimum(configured: int | None, concurrency: int, max_uses: int, max_si
         return max(0, min(configured, max_size))
     wanted = concurrency + 1 if max_uses > 1 else 2
     return max(0, min(wanted, max_size))
+
+
+AGE_SPREAD = 0.2
+"""A pooled container retires between (1 - AGE_SPREAD) and 1 times the max idle age."""
+
+
+def retirement_age(max_idle_s: float, draw: float) -> float:
+    """One container's own age limit, for `draw` in [0, 1).
+
+    A pool fills all at once (at start, after a burst, after a daemon restart); with one
+    shared limit its containers would also retire all at once, and the pool would miss
+    and create a whole pool's worth in the same second every max-idle period. Spread over
+    the last fifth of the period, they retire and are replaced one at a time. Never above
+    `max_idle_s`: the idle-until label other workers' reapers trust stays true.
+    """
+    return max_idle_s * (1.0 - AGE_SPREAD * min(max(draw, 0.0), 1.0))

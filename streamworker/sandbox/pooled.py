@@ -30,6 +30,9 @@ class PooledContainer:
     policy: ContainerPolicy
     created_monotonic: float
     language_id: str = ""
+    max_age_s: float | None = None
+    """Its own age limit (`pool_sizing.retirement_age`), set as it joins a pool; None
+    means the pool's max idle age."""
     uses: int = 0
     """Submissions that took it so far (`Settings.pool_max_uses` bounds them)."""
     lent: bool = False
@@ -39,6 +42,11 @@ class PooledContainer:
     renamed: bool = False
     """Its current use renamed it (or tried to) after the submission: `recycle` gives it
     a pool name again. A short use never renames it (`executor.warm_session`)."""
+
+    def fresh(self, now: float, max_idle_s: float) -> bool:
+        """Younger than its own age limit (its pool's max idle age when it has none)."""
+        limit = max_idle_s if self.max_age_s is None else self.max_age_s
+        return now - self.created_monotonic < limit
 
     def session(self) -> AttachedSession:
         return AttachedSession(self.container, self.image_id, self.stream)

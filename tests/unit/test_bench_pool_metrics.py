@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 
 from streamworker import metrics
-from streamworker.bench.pool_metrics import PoolCounts, phase_counts, pool_counts
+from streamworker.bench.pool_metrics import PoolCounts, phase_counts, pool_counts, pools_short
 
 _BEFORE = """\
 # HELP streamworker_pool_hits_total Submissions that took a warm container.
@@ -72,3 +72,21 @@ def test_the_worker_exposes_the_names_parsed() -> None:
     metrics.POOL_REUSES.labels(language).inc(4)
     after = generate_latest(metrics.REGISTRY).decode()
     assert phase_counts(before, after, language) == PoolCounts(3, 2, 2, 1, 4)
+
+
+def test_pools_short_of_their_floor_by_the_ready_gauge() -> None:
+    page = """\
+# TYPE streamworker_pool_ready_containers gauge
+streamworker_pool_ready_containers{language="python"} 5.0
+streamworker_pool_ready_containers{language="c"} 4.0
+"""
+    assert pools_short(page, 5, ["python", "c", "java"]) == ["c", "java"]
+    assert pools_short(page, 4, ["python", "c"]) == []
+    assert pools_short("", 1, ["python"]) == ["python"]
+
+
+def test_the_ready_gauge_name_is_the_workers() -> None:
+    metrics.POOL_SIZE.labels("pool-metrics-test").set(3)
+    page = generate_latest(metrics.REGISTRY).decode()
+    assert pools_short(page, 3, ["pool-metrics-test"]) == []
+    assert pools_short(page, 4, ["pool-metrics-test"]) == ["pool-metrics-test"]

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiodocker
 import pytest
@@ -22,7 +23,7 @@ from streamworker.sandbox.executor import warm_session
 from streamworker.sandbox.language_pool import LanguagePool
 from streamworker.sandbox.policy import max_time_budget_s, pool_policy, time_budget_s
 from streamworker.sandbox.pool import fits
-from streamworker.sandbox.pool_sizing import ArrivalRate, RefillTime
+from streamworker.sandbox.pool_sizing import AGE_SPREAD, ArrivalRate, RefillTime, retirement_age
 from streamworker.sandbox.pooled import PooledContainer
 from streamworker.sandbox.reaper import POOL_NAME_PREFIX
 from streamworker.sandbox.spec import ContainerPolicy
@@ -470,6 +471,42 @@ async def test_put_back_refuses_an_aged_or_replaced_container_and_a_draining_poo
     assert last is not None
     await pool.drain()
     assert not pool.put_back(last), "a drained pool takes nothing back"
+
+
+def test_retirement_ages_spread_over_the_last_fifth_never_past_the_max() -> None:
+    assert retirement_age(300.0, 0.0) == 300.0
+    assert retirement_age(300.0, 0.999) == pytest.approx(300.0 * (1 - AGE_SPREAD * 0.999))
+    assert retirement_age(300.0, 1.0) == pytest.approx(240.0)
+    assert retirement_age(300.0, -5.0) == 300.0 and retirement_age(300.0, 7.0) == 240.0
+
+
+async def test_containers_made_together_retire_at_their_own_ages() -> None:
+    pool = _FakePool(min_size=4)
+    pool.start()
+    for _ in range(4):
+        pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    limits = [p.max_age_s for p in pool._ready]
+    assert all(x is not None and 240.0 <= x <= 300.0 for x in limits)
+    assert len(set(limits)) == 4, "one shared limit would retire the whole pool at once"
+    # Age them all to just past the youngest limit: exactly that one leaves, alone.
+    youngest = min(pool._ready, key=lambda p: p.max_age_s or 0.0)
+    assert youngest.max_age_s is not None
+    for pooled in pool._ready:
+        pooled.created_monotonic = time.monotonic() - youngest.max_age_s - 0.001
+    assert not youngest.fresh(time.monotonic(), pool.max_idle_s)
+    pool._recycle_old()
+    assert pool.discarded == [youngest] and pool.size == 3
+    await pool.drain()
+
+
+def test_a_container_without_its_own_limit_keeps_the_pools() -> None:
+    fake: Any = _Closable()
+    policy = pool_policy(get_language("python"), Settings())
+    pooled = PooledContainer(fake, fake, "img", policy, 0.0)
+    assert pooled.fresh(299.0, 300.0) and not pooled.fresh(300.0, 300.0)
+    pooled.max_age_s = 250.0
+    assert not pooled.fresh(250.0, 300.0)
 
 
 class _FakeSession:
