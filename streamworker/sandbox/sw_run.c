@@ -71,7 +71,11 @@
  * clock, maxrss_kb the largest of what it reaped, out_bytes 0 (PID 1 does not see the
  * output).  Every report carries runner_lost (0 in the runner's own).  A runner that
  * gives up by itself (a failing fork or pipe: never the program's doing) sends its reason
- * as an 'E' frame and exits; that request is answered without a report.
+ * as an 'E' frame and exits; that request is answered without a report.  PID 1 also
+ * watches its input while it waits: when the worker hangs up mid-run (a killed or
+ * restarted worker, a stream it gave up on), nobody can read the run's output or send
+ * another request, so PID 1 kills everything and exits at once instead of letting the
+ * program run on to its limits next to the worker's retry.
  *
  * Test-case isolation (serve).  "--reset 1": before writing the request's files, empty
  * the work dir (the cwd), /tmp, /dev/shm and /dev/mqueue of everything the sandbox uid
@@ -1157,8 +1161,16 @@ static int run_supervised(const struct run_opts *o, struct run_input *rq, char *
         }
         int timeout_ms = (int)(left_us / 1000 + 1);
         if (pidfd < 0 && timeout_ms > 10) timeout_ms = 10;
-        struct pollfd pfd[2] = {{pipe_open ? rp[0] : -1, POLLIN, 0}, {pidfd, POLLIN, 0}};
-        if (poll(pfd, 2, timeout_ms) < 0 && errno != EINTR) die("poll");
+        /* Our input too, for its hangup only (events 0): a request's bytes are all read
+         * by now, and the worker sends the next one only after this one's end frame. */
+        struct pollfd pfd[3] = {
+            {pipe_open ? rp[0] : -1, POLLIN, 0}, {pidfd, POLLIN, 0}, {STDIN_FILENO, 0, 0}};
+        if (poll(pfd, 3, timeout_ms) < 0 && errno != EINTR) die("poll");
+        if (pfd[2].revents & (POLLHUP | POLLERR)) {
+            kill(runner, SIGKILL);
+            kill_all_descendants(NULL);
+            _exit(0); /* the worker hung up: as at the end of input between requests */
+        }
         if (pipe_open && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t n = read(rp[0], report + got, cap - 1 - got);
             if (n > 0) got += (size_t)n;

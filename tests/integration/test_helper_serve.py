@@ -85,6 +85,14 @@ class Served:
         assert run.done
         return run.raw_run()
 
+    def start(self, argv: list[str], limits: HelperLimits = LIMITS) -> None:
+        """Send a request and read nothing yet."""
+        self.send(protocol.encode_request(protocol.new_nonce(), limits, argv, [], b""))
+
+    def hang_up(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+
     def assert_serves(self) -> None:
         """The server is still up and in step: a plain request runs."""
         after = self.run(["sh", "-c", "echo still here"])
@@ -207,6 +215,46 @@ def test_output_beyond_the_limit_is_cut_and_reported(served: Served) -> None:
 def test_end_of_input_stops_the_server(served: Served) -> None:
     assert served.proc.stdin is not None
     served.proc.stdin.close()
+    assert served.proc.wait(timeout=5) == 0
+
+
+LONG = replace(LIMITS, cpu_time_s=60, wall_time_s=60)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_hangup_mid_run_kills_the_run_and_ends_the_server(served: Served, tmp_path: Path) -> None:
+    """A worker that goes away mid-run (killed, restarted) can read no output and send no
+    request: the helper ends the run at once instead of letting it run to its limits."""
+    marker = tmp_path / "work" / "pid"
+    script = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(50)"
+    served.start([PY, "-c", script], limits=LONG)
+    deadline = time.monotonic() + 10
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    program = int(marker.read_text())
+    began = time.monotonic()
+    served.hang_up()
+    assert served.proc.wait(timeout=5) == 0
+    assert time.monotonic() - began < 5
+    while not _gone(program) and time.monotonic() - began < 5:
+        time.sleep(0.02)
+    assert _gone(program), "the program outlived the hangup"
+
+
+def test_a_hangup_between_runs_still_waits_for_nothing(served: Served) -> None:
+    """The watch is on during runs only: between them the end of input ends it as ever,
+    and a run that ends by itself is answered in full."""
+    served.assert_serves()
+    quick = served.run(["sh", "-c", "sleep 0.3; echo done"])
+    assert quick.stdout == b"done\n" and quick.report is not None
+    served.hang_up()
     assert served.proc.wait(timeout=5) == 0
 
 
@@ -389,6 +437,23 @@ def test_in_a_container_bad_requests_and_lost_runners_leave_pid_1_serving(
     killed = contained.run(["python3", "-c", "import os\nos.kill(os.getppid(), 9)"])
     assert killed.report is not None and killed.report.runner_lost, killed
     contained.assert_serves()
+
+
+def test_in_a_container_a_hangup_mid_run_ends_the_container(contained: Served) -> None:
+    """The worker's attach stream gone mid-run (`StdinOnce`): PID 1 kills the run and
+    exits, so the container ends now, not when the 50 s program would."""
+    script = "import time\nprint('started', flush=True)\ntime.sleep(50)"
+    contained.start(["python3", "-c", script], limits=LONG)
+    assert contained.proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + 20
+    while b"started" not in seen and time.monotonic() < deadline:
+        seen += os.read(contained.proc.stdout.fileno(), 65536)
+    assert b"started" in seen, seen
+    began = time.monotonic()
+    contained.hang_up()
+    contained.proc.wait(timeout=15)
+    assert time.monotonic() - began < 15
 
 
 PROCESSES = (
