@@ -135,6 +135,13 @@ AUDIT_FAILURES = Counter(
     "Failed attempts to write audit events (retried, or bisected when refused).",
     registry=REGISTRY,
 )
+AUDIT_SQLITE_QUICK = Counter(
+    "streamworker_audit_sqlite_quick",
+    "Short SQLite audit steps tried on the event loop's own connection, by outcome: "
+    "inline, or busy (SQLite's lock was taken; the audit thread did it instead).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 POOL_SIZE = Gauge(
     "streamworker_pool_ready_containers",
     "Warm containers ready to take, by language.",

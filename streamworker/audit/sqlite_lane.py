@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL, make_url
 
+from streamworker import metrics
 from streamworker.audit.engine import SQLITE_BUSY_TIMEOUT_MS, async_url, sqlite_pragmas
 
 T = TypeVar("T")
@@ -109,8 +110,10 @@ class SqliteLane:
             if not _busy(exc):
                 raise
             self.fallbacks += 1
+            metrics.AUDIT_SQLITE_QUICK.labels("busy").inc()
             return False, None
         self.inline_runs += 1
+        metrics.AUDIT_SQLITE_QUICK.labels("inline").inc()
         return True, result
 
     def _inline_connection(self) -> sqlite3.Connection | None:

@@ -22,7 +22,7 @@ from streamworker.bench.e2e import KafkaDriver
 from streamworker.bench.pool_metrics import phase_counts, pools_short
 from streamworker.bench.rss import RssSampler, status_kb
 from streamworker.bench.worker import WorkerProcess, isolated_settings
-from streamworker.sandbox.pool_sizing import warm_minimum
+from streamworker.sandbox.pool_sizing import pool_floor
 from streamworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,6 @@ class BenchWorker:
     def metrics_url(self) -> str:
         return f"http://{self.settings.http_host}:{self.settings.http_port}/metrics"
 
-    @property
-    def warm_floor(self) -> int:
-        ws = self.settings
-        return warm_minimum(ws.pool_min_size, ws.concurrency, ws.pool_max_uses, ws.pool_max_size)
-
     async def start(self) -> None:
         await self.process.start()
         self.sampler = RssSampler(self.process.pid)
@@ -79,14 +74,15 @@ class BenchWorker:
         its pools (15 containers for three languages): a phase measured meanwhile would
         bill those creates to its submissions, and baseline B would share the daemon."""
         languages = list(self.settings.pool_languages)
-        if not languages or self.warm_floor <= 0:
+        floor = pool_floor(self.settings)
+        if not languages or floor <= 0:
             self.warm_s = 0.0
             return
         began = time.monotonic()
         short = languages
         while time.monotonic() - began < WARM_TIMEOUT_S:
             page = await self._scrape()
-            short = languages if page is None else pools_short(page, self.warm_floor, languages)
+            short = languages if page is None else pools_short(page, floor, languages)
             if not short:
                 self.warm_s = time.monotonic() - began
                 log.info("bench worker pools warm in %.1f s", self.warm_s)
@@ -151,7 +147,7 @@ class BenchWorker:
             "commit_interval_s": ws.commit_interval_s,
             "commit_after_ack_s": ws.commit_after_ack_s,
             "pool_languages": list(ws.pool_languages),
-            "pool_min_size": self.warm_floor,
+            "pool_min_size": pool_floor(self.settings),
             "pools_warm_s": None if self.warm_s is None else round(self.warm_s, 1),
             "pool_max_size": ws.pool_max_size,
             "topic_partitions": ws.topic_partitions,

@@ -26,7 +26,7 @@ from streamworker.languages.registry import Language, get_language, image_ref
 from streamworker.sandbox.calls import LIST_TIMEOUT_S, docker_call
 from streamworker.sandbox.container import AttachedSession, remove_container
 from streamworker.sandbox.language_pool import LanguagePool
-from streamworker.sandbox.pool_sizing import warm_minimum
+from streamworker.sandbox.pool_sizing import pool_floor
 from streamworker.sandbox.pooled import PooledContainer, in_background, remove_later, wait_removals
 from streamworker.sandbox.reaper import POOL_NAME_PREFIX, container_name_of
 from streamworker.sandbox.recycle import recycle
@@ -77,9 +77,8 @@ class PoolManager:
 
     async def start(self, languages: Iterable[str] | None = None) -> None:
         """Pre-warm `languages` (default: the configured ones) to their minimum size."""
-        s = self.settings
-        floor = warm_minimum(s.pool_min_size, s.concurrency, s.pool_max_uses, s.pool_max_size)
-        for lang_id in languages if languages is not None else s.pool_languages:
+        floor = pool_floor(self.settings)
+        for lang_id in languages if languages is not None else self.settings.pool_languages:
             self._pool(get_language(lang_id), floor)
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:

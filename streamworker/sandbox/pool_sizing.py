@@ -15,6 +15,10 @@ grows the pool at once there, since a burst outruns any smoothed rate.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streamworker.settings import Settings
 
 ARRIVAL_TAU_S = 10.0
 """Time constant of the arrival-rate estimate. Each arrival adds 1/τ to a level that
@@ -106,6 +110,12 @@ def target_size(rate: float, refill_s: float | None, min_size: int, max_size: in
 def creates_in_flight(rate: float, refill_s: float | None) -> int:
     """Creates that must run side by side for the refills to keep pace: ceil(λ·R)."""
     return math.ceil(load(rate, refill_s))
+
+
+def pool_floor(settings: Settings) -> int:
+    """The pre-warmed floor these settings give every pool (`warm_minimum`)."""
+    s = settings
+    return warm_minimum(s.pool_min_size, s.concurrency, s.pool_max_uses, s.pool_max_size)
 
 
 def warm_minimum(configured: int | None, concurrency: int, max_uses: int, max_size: int) -> int:

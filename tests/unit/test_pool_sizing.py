@@ -13,9 +13,11 @@ from streamworker.sandbox.pool_sizing import (
     RefillTime,
     creates_in_flight,
     load,
+    pool_floor,
     target_size,
     warm_minimum,
 )
+from streamworker.settings import Settings
 
 
 def steady(rate: float, seconds: float, start: float = 1000.0) -> tuple[ArrivalRate, float]:
@@ -165,3 +167,9 @@ def test_warm_minimum(
     configured: int | None, concurrency: int, max_uses: int, max_size: int, floor: int
 ) -> None:
     assert warm_minimum(configured, concurrency, max_uses, max_size) == floor
+
+
+def test_pool_floor_reads_the_settings() -> None:
+    assert pool_floor(Settings(concurrency=4, pool_max_uses=100, pool_max_size=8)) == 5
+    assert pool_floor(Settings(concurrency=4, pool_max_uses=1, pool_max_size=8)) == 2
+    assert pool_floor(Settings(pool_min_size=3, pool_max_size=8)) == 3

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from streamworker import metrics
 from streamworker.audit.refusal import is_refusal
 from streamworker.audit.sqlite_lane import SqliteLane
 
@@ -86,6 +87,9 @@ async def test_short_work_runs_on_the_loop_and_falls_back_when_the_lock_is_taken
         return [row[0] for row in conn.execute("SELECT v FROM t ORDER BY v")]
 
     try:
+        quick = metrics.AUDIT_SQLITE_QUICK
+        busy_before = quick.labels("busy")._value.get()
+        inline_before = quick.labels("inline")._value.get()
         # Before the lane opened the file (and made it WAL) nothing runs on the loop.
         await lane.quick_transaction(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
         assert (lane.inline_runs, lane.fallbacks) == (0, 0)
@@ -100,6 +104,8 @@ async def test_short_work_runs_on_the_loop_and_falls_back_when_the_lock_is_taken
         assert lane.fallbacks == 1 and not waiting.done()  # the lane waits for the lock
         assert await lane.quick_read(values) == [1]  # a WAL reader is never held up
         assert lane.inline_runs == 2
+        assert quick.labels("busy")._value.get() - busy_before == 1
+        assert quick.labels("inline")._value.get() - inline_before == 2
         other.execute("COMMIT")
         other.close()
         await asyncio.wait_for(waiting, 10)
