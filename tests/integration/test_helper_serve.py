@@ -248,7 +248,9 @@ def test_a_hangup_mid_run_kills_the_run_and_ends_the_server(served: Served, tmp_
     assert _gone(program), "the program outlived the hangup"
 
 
-def test_a_hangup_between_runs_still_waits_for_nothing(served: Served) -> None:
+def test_a_run_that_ends_by_itself_is_answered_and_a_later_hangup_ends_the_server(
+    served: Served,
+) -> None:
     """The watch is on during runs only: between them the end of input ends it as ever,
     and a run that ends by itself is answered in full."""
     served.assert_serves()
