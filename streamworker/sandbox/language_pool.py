@@ -116,9 +116,8 @@ class LanguagePool:
             self._discard(pooled)  # too old for its deadline label: recycle
         metrics.POOL_MISSES.labels(self.language.id).inc()
         if self.recycling <= self.waiting or self.settings.pool_wait_s <= 0:
-            # A burst outruns the smoothed rate: grow now, by one per miss. Not when a
-            # container being wiped is free for this take (and the take waits for it):
-            # it is back within milliseconds, long before a create would be.
+            # A burst outruns the smoothed rate: grow now, by one per miss; not when a
+            # container being wiped is free for this take (back long before a create).
             self.target = min(self.max_size, max(self.target, self.rate_based_size(now)) + 1)
             metrics.POOL_TARGET.labels(self.language.id).set(self.target)
             self._quiet_since = now
@@ -257,12 +256,13 @@ class LanguagePool:
         try:
             while True:
                 self._wake.clear()
+                due_s = math.inf
                 try:
                     if self._failure is not None:
                         failure, self._failure = self._failure, None
                         raise failure
                     await self._check_image()
-                    self._recycle_old()
+                    due_s = self._recycle_old()
                     self._resize()
                     supply = len(self._ready) + len(creating) + self.lent
                     # A waiter that a container being wiped will serve needs no create.
@@ -284,7 +284,7 @@ class LanguagePool:
                     await asyncio.sleep(2.0)
                     continue
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.pool_check_interval_s):
+                    async with asyncio.timeout(min(self.settings.pool_check_interval_s, due_s)):
                         await self._wake.wait()
         finally:
             for task in list(creating):
@@ -302,13 +302,15 @@ class LanguagePool:
             self._ready.append(pooled)
         self._changed()
 
-    def _recycle_old(self) -> None:
+    def _recycle_old(self) -> float:
         """Idle containers past their age limit go (the reaper treats them as orphans a
-        minute after the max idle age)."""
+        minute after the max idle age); the seconds until the next one is due, so that
+        an idle pool retires each at its own age, not all at the next periodic check."""
         now = time.monotonic()
         for pooled in [p for p in self._ready if not p.fresh(now, self.max_idle_s)]:
             self._ready.remove(pooled)
             self._discard(pooled)
+        return min((p.retires_in(now, self.max_idle_s) for p in self._ready), default=math.inf)
 
     def rate_based_size(self, now: float) -> int:
         """The size the observed take rate and refill time call for (`pool_sizing`)."""

@@ -142,9 +142,10 @@ def retirement_age(max_idle_s: float, draw: float) -> float:
     """One container's own age limit, for `draw` in [0, 1).
 
     A pool fills all at once (at start, after a burst, after a daemon restart); with one
-    shared limit its containers would also retire all at once, and the pool would miss
-    and create a whole pool's worth in the same second every max-idle period. Spread over
-    the last fifth of the period, they retire and are replaced one at a time. Never above
-    `max_idle_s`: the idle-until label other workers' reapers trust stays true.
+    shared limit an idle pool would also retire and recreate all of it at once, and a
+    burst arriving then would find none ready. Spread over the last fifth of the period
+    (and each retired when due: `LanguagePool._recycle_old`), they go one at a time.
+    Never above `max_idle_s`: the idle-until label other workers' reapers trust stays
+    true.
     """
     return max_idle_s * (1.0 - AGE_SPREAD * min(max(draw, 0.0), 1.0))

@@ -43,10 +43,13 @@ class PooledContainer:
     """Its current use renamed it (or tried to) after the submission: `recycle` gives it
     a pool name again. A short use never renames it (`executor.warm_session`)."""
 
-    def fresh(self, now: float, max_idle_s: float) -> bool:
-        """Younger than its own age limit (its pool's max idle age when it has none)."""
+    def retires_in(self, now: float, max_idle_s: float) -> float:
+        """Seconds until its own age limit (its pool's max idle age when it has none)."""
         limit = max_idle_s if self.max_age_s is None else self.max_age_s
-        return now - self.created_monotonic < limit
+        return self.created_monotonic + limit - now
+
+    def fresh(self, now: float, max_idle_s: float) -> bool:
+        return self.retires_in(now, max_idle_s) > 0
 
     def session(self) -> AttachedSession:
         return AttachedSession(self.container, self.image_id, self.stream)

@@ -500,6 +500,27 @@ async def test_containers_made_together_retire_at_their_own_ages() -> None:
     await pool.drain()
 
 
+async def test_an_idle_pool_retires_each_container_when_it_is_due() -> None:
+    """Not at the next periodic check (60 s here): each at its own age, so staggered
+    limits stay staggered in an idle pool."""
+    pool = _FakePool(min_size=2)
+    pool.start()
+    pool.release.release()
+    pool.release.release()
+    await asyncio.wait_for(pool.wait_ready_for_test(), 1.0)
+    soon, later = list(pool._ready)
+    now = time.monotonic()
+    soon.max_age_s = now - soon.created_monotonic + 0.05
+    later.max_age_s = now - later.created_monotonic + 30.0
+    pool._changed()  # the loop looks once more, and then only waits (no more wakes)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if pool.discarded:
+            break
+    assert pool.discarded == [soon] and later in pool._ready
+    await pool.drain()
+
+
 def test_a_container_without_its_own_limit_keeps_the_pools() -> None:
     fake: Any = _Closable()
     policy = pool_policy(get_language("python"), Settings())
