@@ -8,10 +8,11 @@ that ends `cold` ran without one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 HITS = "streamworker_pool_hits_total"
 MISSES = "streamworker_pool_misses_total"
@@ -55,13 +56,12 @@ def pool_counts(text: str, language: str) -> PoolCounts:
     """The pool figures of `language` in a Prometheus text page (zeros when absent)."""
     totals = {HITS: 0.0, MISSES: 0.0, WAITS: 0.0, REUSES: 0.0}
     cold = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name not in totals or sample.labels.get("language") != language:
-                continue
-            totals[sample.name] += sample.value
-            if sample.name == WAITS and sample.labels.get("outcome") == "cold":
-                cold += sample.value
+    for sample in _language_samples(text, totals.keys()):
+        if sample.labels["language"] != language:
+            continue
+        totals[sample.name] += sample.value
+        if sample.name == WAITS and sample.labels.get("outcome") == "cold":
+            cold += sample.value
     return PoolCounts(
         round(totals[HITS]),
         round(totals[MISSES]),
@@ -81,9 +81,13 @@ def phase_counts(before: str | None, after: str | None, language: str) -> PoolCo
 def pools_short(text: str, minimum: int, languages: Sequence[str]) -> list[str]:
     """The languages whose pool holds fewer than `minimum` ready containers on this page
     (a language without the gauge yet counts as empty)."""
-    ready: dict[str, float] = {}
+    ready = {s.labels["language"]: s.value for s in _language_samples(text, {READY})}
+    return [lang for lang in languages if ready.get(lang, 0.0) < minimum]
+
+
+def _language_samples(text: str, names: Collection[str]) -> Iterator[Sample]:
+    """The samples named `names` that carry a `language` label, in page order."""
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == READY and "language" in sample.labels:
-                ready[sample.labels["language"]] = sample.value
-    return [lang for lang in languages if ready.get(lang, 0.0) < minimum]
+            if sample.name in names and "language" in sample.labels:
+                yield sample

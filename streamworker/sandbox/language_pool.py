@@ -108,7 +108,7 @@ class LanguagePool:
         self.arrivals.arrive(now)
         while self._ready:
             pooled = self._ready.popleft()
-            if pooled.fresh(time.monotonic(), self.max_idle_s):
+            if pooled.fresh(now, self.max_idle_s):
                 metrics.POOL_HITS.labels(self.language.id).inc()
                 self._lend(pooled)
                 self._changed()
